@@ -1,0 +1,1 @@
+"""Real-time collaboration: operational transform and document sessions."""

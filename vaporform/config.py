@@ -1,0 +1,143 @@
+"""Configuration from environment variables, with defaults that work on one machine.
+
+Every setting has one environment variable. Secrets that are not given are generated once and
+kept in the data directory, so a restarted dev stack keeps accepting the tokens it issued.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/vaporform"
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class JWTSettings:
+    secret: str
+    kid: str = "v1"
+    issuer: str = "vaporform"
+    audience: str = "vaporform-api"
+    algorithm: str = "HS256"
+    access_ttl_s: int = 15 * 60
+    refresh_ttl_s: int = 30 * 24 * 3600
+    ws_ticket_ttl_s: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Login attempts allowed per window, per email and per client address."""
+
+    login_per_email: int = 10
+    login_per_ip: int = 50
+    login_window_s: int = 60
+    register_per_ip: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    # Every key this deployment writes to Redis starts with this, so deployments can share one.
+    redis_prefix: str = "vf:"
+    temporal_address: str = DEFAULT_TEMPORAL_ADDRESS
+    temporal_namespace: str = "default"
+    task_queue: str = "vaporform"
+    data_dir: Path = Path(".data")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    log_level: str = "INFO"
+    max_body_bytes: int = 1024 * 1024
+    jwt: JWTSettings = field(default_factory=lambda: JWTSettings(secret=""))
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    # Cost of argon2id: defaults are argon2-cffi's RFC 9106 "low memory" profile.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def dev_secret(data_dir: Path) -> str:
+    """The signing secret kept in the data dir, created with mode 0600 on first use."""
+    path = data_dir / "jwt-secret"
+    try:
+        secret = path.read_text().strip()
+        if secret:
+            return secret
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret)
+    return secret
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """Read the configuration from `env` (the process environment by default)."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("VAPORFORM_DATA_DIR") or ".data").resolve()
+    secret = env.get("VAPORFORM_JWT_SECRET") or dev_secret(data_dir)
+    if len(secret) < 32:
+        raise ConfigError("VAPORFORM_JWT_SECRET must be at least 32 characters")
+    jwt = JWTSettings(
+        secret=secret,
+        kid=env.get("VAPORFORM_JWT_KID") or "v1",
+        issuer=env.get("VAPORFORM_JWT_ISSUER") or "vaporform",
+        audience=env.get("VAPORFORM_JWT_AUDIENCE") or "vaporform-api",
+        access_ttl_s=_int(env, "VAPORFORM_JWT_ACCESS_TTL", 15 * 60),
+        refresh_ttl_s=_int(env, "VAPORFORM_JWT_REFRESH_TTL", 30 * 24 * 3600),
+    )
+    limits = RateLimits(
+        login_per_email=_int(env, "VAPORFORM_LOGIN_PER_EMAIL", 10),
+        login_per_ip=_int(env, "VAPORFORM_LOGIN_PER_IP", 50),
+        login_window_s=_int(env, "VAPORFORM_LOGIN_WINDOW", 60),
+        register_per_ip=_int(env, "VAPORFORM_REGISTER_PER_IP", 20),
+    )
+    return Config(
+        database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+        redis_url=env.get("REDIS_URL") or None,
+        redis_prefix=env.get("VAPORFORM_REDIS_PREFIX") or "vf:",
+        temporal_address=env.get("TEMPORAL_ADDRESS") or DEFAULT_TEMPORAL_ADDRESS,
+        temporal_namespace=env.get("TEMPORAL_NAMESPACE") or "default",
+        task_queue=env.get("VAPORFORM_TASK_QUEUE") or "vaporform",
+        data_dir=data_dir,
+        api_host=env.get("VAPORFORM_API_HOST") or "127.0.0.1",
+        api_port=_int(env, "VAPORFORM_API_PORT", 8000),
+        log_level=(env.get("VAPORFORM_LOG_LEVEL") or "INFO").upper(),
+        max_body_bytes=_int(env, "VAPORFORM_MAX_BODY_BYTES", 1024 * 1024),
+        jwt=jwt,
+        rate_limits=limits,
+        argon2_time_cost=_int(env, "VAPORFORM_ARGON2_TIME_COST", 3),
+        argon2_memory_kib=_int(env, "VAPORFORM_ARGON2_MEMORY_KIB", 65536),
+        argon2_parallelism=_int(env, "VAPORFORM_ARGON2_PARALLELISM", 4),
+        db_pool_min=_int(env, "VAPORFORM_DB_POOL_MIN", 2),
+        db_pool_max=_int(env, "VAPORFORM_DB_POOL_MAX", 20),
+    )

@@ -1,0 +1,106 @@
+"""The app factory. Clients are created when serving starts and closed when it stops."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from quart import Quart, Response, g, request
+from quart_schema import HttpSecurityScheme, Info, QuartSchema
+from temporalio.client import Client as TemporalClient
+
+from store.db import create_pool
+from store.ephemeral import open_ephemeral
+from vaporform import __version__
+from vaporform.config import Config
+from vaporform.logs import request_id
+from web.auth import init_auth
+from web.blueprints import auth as auth_bp
+from web.blueprints import health as health_bp
+from web.blueprints import projects as projects_bp
+from web.errors import register_error_handlers
+from web.passwords import Passwords
+from web.services import EXTENSION_KEY, Services
+
+log = logging.getLogger("vaporform.web")
+
+# A client's request id is echoed only if it is short and plain; anything else is replaced.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def create_app(config: Config) -> Quart:
+    app = Quart("vaporform")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.config["QUART_SCHEMA_CONVERSION_PREFERENCE"] = "pydantic"
+    QuartSchema(
+        app,
+        info=Info(title="Vaporform API", version=__version__),
+        security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
+        security=[{"bearer": []}],
+        # The bundled doc pages load scripts from a CDN; /openapi.json is the reference.
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+    init_auth(app)
+    register_error_handlers(app)
+    app.register_blueprint(health_bp.blueprint)
+    app.register_blueprint(auth_bp.blueprint)
+    app.register_blueprint(projects_bp.blueprint)
+
+    @app.before_serving
+    async def _start() -> None:
+        pool = await create_pool(
+            config.database_url, min_size=config.db_pool_min, max_size=config.db_pool_max
+        )
+        temporal = await TemporalClient.connect(
+            config.temporal_address, namespace=config.temporal_namespace, lazy=True
+        )
+        app.extensions[EXTENSION_KEY] = Services(
+            config=config,
+            pool=pool,
+            ephemeral=open_ephemeral(config.redis_url, config.redis_prefix),
+            temporal=temporal,
+            passwords=Passwords(
+                time_cost=config.argon2_time_cost,
+                memory_kib=config.argon2_memory_kib,
+                parallelism=config.argon2_parallelism,
+            ),
+        )
+
+    @app.after_serving
+    async def _stop() -> None:
+        found: Services | None = app.extensions.pop(EXTENSION_KEY, None)
+        if found is not None:
+            await found.pool.close()
+            await found.ephemeral.close()
+
+    @app.before_request
+    async def _begin() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = rid
+        g.started = time.perf_counter()
+        request_id.set(rid)
+
+    @app.after_request
+    async def _finish(response: Response) -> Response:
+        rid = getattr(g, "request_id", None) or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = rid
+        started = getattr(g, "started", None)
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2)
+                if started
+                else None,
+            },
+        )
+        return response
+
+    return app

@@ -1,0 +1,31 @@
+"""The clients one API process holds, created at serving start and kept on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from quart import current_app
+from temporalio.client import Client as TemporalClient
+
+from store.ephemeral import Ephemeral
+from vaporform.config import Config
+from web.passwords import Passwords
+
+EXTENSION_KEY = "vaporform"
+
+
+@dataclass(slots=True)
+class Services:
+    config: Config
+    pool: asyncpg.Pool
+    ephemeral: Ephemeral
+    temporal: TemporalClient
+    passwords: Passwords
+
+
+def services() -> Services:
+    found: Services | None = current_app.extensions.get(EXTENSION_KEY)
+    if found is None:
+        raise RuntimeError("services are not started: serve the app or use app.test_app()")
+    return found

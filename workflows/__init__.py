@@ -1,0 +1,1 @@
+"""Deterministic Temporal workflows. Inputs, outputs and queue names live in `shared.py`."""

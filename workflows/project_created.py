@@ -1,0 +1,37 @@
+"""Follow-up work for a new project, run durably after the API has answered."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from workflows.shared import (
+    DB_RETRY,
+    AuditEventInput,
+    ProjectCreatedInput,
+    ProjectCreatedOutput,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from activities.audit import AuditActivities
+
+
+@workflow.defn(name="ProjectCreated")
+class ProjectCreatedWorkflow:
+    @workflow.run
+    async def run(self, data: ProjectCreatedInput) -> ProjectCreatedOutput:
+        result = await workflow.execute_activity_method(
+            AuditActivities.record_audit_event,
+            AuditEventInput(
+                # The workflow id is unique per project, so a retried activity writes once.
+                event_key=f"{workflow.info().workflow_id}/project.created",
+                action="project.created",
+                project_id=data.project_id,
+                actor_id=data.owner_id,
+                details={"name": data.name, "request_id": data.request_id},
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_RETRY,
+        )
+        return ProjectCreatedOutput(audit_recorded=result.recorded)

@@ -1,0 +1,67 @@
+"""Dataclass inputs/outputs of workflows and activities, search attributes and queue names.
+
+One dataclass in, one dataclass out: a field can be added later without breaking callers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
+
+DEFAULT_TASK_QUEUE = "vaporform"
+
+PROJECT_ID = SearchAttributeKey.for_keyword("ProjectId")
+USER_ID = SearchAttributeKey.for_keyword("UserId")
+
+# Database side effects are cheap and idempotent: retry quickly, for up to a few minutes.
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=30,
+)
+
+
+def search_attributes(project_id: str, user_id: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [SearchAttributePair(PROJECT_ID, project_id), SearchAttributePair(USER_ID, user_id)]
+    )
+
+
+def project_created_workflow_id(project_id: str) -> str:
+    return f"project-created-{project_id}"
+
+
+@dataclass(frozen=True)
+class ProjectCreatedInput:
+    project_id: str
+    owner_id: str
+    name: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectCreatedOutput:
+    audit_recorded: bool
+
+
+@dataclass(frozen=True)
+class AuditEventInput:
+    event_key: str
+    action: str
+    project_id: str | None
+    actor_id: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEventOutput:
+    recorded: bool
