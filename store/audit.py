@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from store.db import Conn
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class AuditEvent:
 
 
 async def record(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     event_key: str,
     action: str,
@@ -45,7 +45,7 @@ async def record(
     return status.endswith(" 1")
 
 
-async def for_project(conn: asyncpg.Connection, project_id: UUID) -> list[AuditEvent]:
+async def for_project(conn: Conn, project_id: UUID) -> list[AuditEvent]:
     rows = await conn.fetch(
         "SELECT * FROM audit_events WHERE project_id = $1 ORDER BY created_at DESC, id DESC",
         project_id,

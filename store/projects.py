@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from store.db import Conn
 
 ROLES = ("owner", "editor", "viewer")
 
@@ -68,7 +68,7 @@ _SELECT = """
 
 
 async def create(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     owner_id: UUID,
     name: str,
@@ -96,18 +96,18 @@ async def create(
     return project
 
 
-async def for_member(conn: asyncpg.Connection, project_id: UUID, user_id: UUID) -> Project | None:
+async def for_member(conn: Conn, project_id: UUID, user_id: UUID) -> Project | None:
     row = await conn.fetchrow(_SELECT + " WHERE p.id = $2", user_id, project_id)
     return None if row is None else Project(**dict(row))
 
 
-async def list_for_member(conn: asyncpg.Connection, user_id: UUID) -> list[Project]:
+async def list_for_member(conn: Conn, user_id: UUID) -> list[Project]:
     rows = await conn.fetch(_SELECT + " ORDER BY p.created_at DESC, p.id", user_id)
     return [Project(**dict(r)) for r in rows]
 
 
 async def update(
-    conn: asyncpg.Connection,
+    conn: Conn,
     project_id: UUID,
     user_id: UUID,
     *,
@@ -131,12 +131,12 @@ async def update(
     return await for_member(conn, project_id, user_id)
 
 
-async def delete(conn: asyncpg.Connection, project_id: UUID) -> bool:
+async def delete(conn: Conn, project_id: UUID) -> bool:
     status = await conn.execute("DELETE FROM projects WHERE id = $1", project_id)
     return status == "DELETE 1"
 
 
-async def members(conn: asyncpg.Connection, project_id: UUID) -> list[Member]:
+async def members(conn: Conn, project_id: UUID) -> list[Member]:
     rows = await conn.fetch(
         """
         SELECT m.user_id, u.email, u.name, m.role, m.created_at
@@ -148,7 +148,7 @@ async def members(conn: asyncpg.Connection, project_id: UUID) -> list[Member]:
     return [Member(**dict(r)) for r in rows]
 
 
-async def member(conn: asyncpg.Connection, project_id: UUID, user_id: UUID) -> Member | None:
+async def member(conn: Conn, project_id: UUID, user_id: UUID) -> Member | None:
     row = await conn.fetchrow(
         """
         SELECT m.user_id, u.email, u.name, m.role, m.created_at
@@ -161,9 +161,7 @@ async def member(conn: asyncpg.Connection, project_id: UUID, user_id: UUID) -> M
     return None if row is None else Member(**dict(row))
 
 
-async def add_member(
-    conn: asyncpg.Connection, project_id: UUID, user_id: UUID, role: str
-) -> Member | None:
+async def add_member(conn: Conn, project_id: UUID, user_id: UUID, role: str) -> Member | None:
     """The new member, or None when the user already belongs to the project."""
     status = await conn.execute(
         """
@@ -179,7 +177,7 @@ async def add_member(
     return await member(conn, project_id, user_id)
 
 
-async def other_owners(conn: asyncpg.Connection, project_id: UUID, user_id: UUID) -> int:
+async def other_owners(conn: Conn, project_id: UUID, user_id: UUID) -> int:
     """How many owners the project keeps if `user_id` stops being one (row-locked)."""
     rows = await conn.fetch(
         """
@@ -192,9 +190,7 @@ async def other_owners(conn: asyncpg.Connection, project_id: UUID, user_id: UUID
     return len(rows)
 
 
-async def set_member_role(
-    conn: asyncpg.Connection, project_id: UUID, user_id: UUID, role: str
-) -> Member | None:
+async def set_member_role(conn: Conn, project_id: UUID, user_id: UUID, role: str) -> Member | None:
     await conn.execute(
         "UPDATE project_members SET role = $3 WHERE project_id = $1 AND user_id = $2",
         project_id,
@@ -204,7 +200,7 @@ async def set_member_role(
     return await member(conn, project_id, user_id)
 
 
-async def remove_member(conn: asyncpg.Connection, project_id: UUID, user_id: UUID) -> bool:
+async def remove_member(conn: Conn, project_id: UUID, user_id: UUID) -> bool:
     status = await conn.execute(
         "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2", project_id, user_id
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-import asyncpg
+from store.db import Conn
 
 
 def token_hash(token: str) -> bytes:
@@ -37,9 +37,7 @@ class Outcome(enum.Enum):
     REUSED = "reused"
 
 
-async def issue(
-    conn: asyncpg.Connection, *, user_id: UUID, family_id: UUID, token: str, ttl: timedelta
-) -> None:
+async def issue(conn: Conn, *, user_id: UUID, family_id: UUID, token: str, ttl: timedelta) -> None:
     await conn.execute(
         """
         INSERT INTO refresh_tokens (family_id, user_id, token_hash, expires_at)
@@ -53,7 +51,7 @@ async def issue(
 
 
 async def rotate(
-    conn: asyncpg.Connection, *, token: str, new_token: str, ttl: timedelta
+    conn: Conn, *, token: str, new_token: str, ttl: timedelta
 ) -> tuple[Outcome, RefreshToken | None]:
     """Spend `token` and issue `new_token` in its family, in one transaction.
 
@@ -86,7 +84,7 @@ async def rotate(
         return Outcome.ROTATED, current
 
 
-async def revoke_family(conn: asyncpg.Connection, family_id: UUID) -> int:
+async def revoke_family(conn: Conn, family_id: UUID) -> int:
     status = await conn.execute(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
         family_id,
@@ -94,7 +92,7 @@ async def revoke_family(conn: asyncpg.Connection, family_id: UUID) -> int:
     return int(status.split()[-1])
 
 
-async def revoke_token(conn: asyncpg.Connection, *, token: str, user_id: UUID) -> bool:
+async def revoke_token(conn: Conn, *, token: str, user_id: UUID) -> bool:
     """Revoke the family of `token` when it belongs to `user_id`; True when one was found."""
     family = await conn.fetchval(
         "SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2",

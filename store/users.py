@@ -9,6 +9,8 @@ from uuid import UUID
 
 import asyncpg
 
+from store.db import Conn
+
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -31,7 +33,7 @@ def _user(row: asyncpg.Record | None) -> User | None:
 
 
 async def create(
-    conn: asyncpg.Connection, *, email: str, name: str, password_hash: str, role: str = "user"
+    conn: Conn, *, email: str, name: str, password_hash: str, role: str = "user"
 ) -> User | None:
     """The new user, or None when the email is taken (case-insensitively)."""
     row = await conn.fetchrow(
@@ -48,15 +50,15 @@ async def create(
     return _user(row)
 
 
-async def by_email(conn: asyncpg.Connection, email: str) -> User | None:
+async def by_email(conn: Conn, email: str) -> User | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email)
     return _user(row)
 
 
-async def by_id(conn: asyncpg.Connection, user_id: UUID) -> User | None:
+async def by_id(conn: Conn, user_id: UUID) -> User | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)
     return _user(row)
 
 
-async def set_password_hash(conn: asyncpg.Connection, user_id: UUID, password_hash: str) -> None:
+async def set_password_hash(conn: Conn, user_id: UUID, password_hash: str) -> None:
     await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)

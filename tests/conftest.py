@@ -132,7 +132,7 @@ async def start_server(config: Config) -> tuple[Server, asyncio.Event, asyncio.T
     hconfig.accesslog = None
     hconfig.errorlog = None
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(app, hconfig, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    task = asyncio.create_task(serve(app, hconfig, shutdown_trigger=stop.wait))
     server = Server(app, port)
 
     async def healthy() -> bool:

@@ -195,7 +195,7 @@ async def run_dev(config: Config) -> int:
         while not stop.is_set():
             for child in children:
                 if child.poll() is not None:
-                    print(f"\na process exited ({child.args[:3]}): stopping", file=sys.stderr)
+                    print(f"\na process exited ({child.args!r}): stopping", file=sys.stderr)
                     return 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -222,7 +222,7 @@ async def run_api(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(create_app(config), hconfig, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    await serve(create_app(config), hconfig, shutdown_trigger=stop.wait)
 
 
 def main(argv: list[str] | None = None) -> int:

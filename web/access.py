@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
 from store import projects
+from store.db import Conn
 from store.projects import Project
 from web.errors import APIError, not_found
 
@@ -21,7 +20,7 @@ def parse_uuid(raw: str, what: str) -> uuid.UUID:
 
 
 async def project_for(
-    conn: asyncpg.Connection, raw_project_id: str, user_id: uuid.UUID, need: str = "viewer"
+    conn: Conn, raw_project_id: str, user_id: uuid.UUID, need: str = "viewer"
 ) -> Project:
     """The project as the caller sees it; 404 when not a member, 403 when the role is short."""
     project = await projects.for_member(conn, parse_uuid(raw_project_id, "project"), user_id)

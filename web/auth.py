@@ -115,7 +115,7 @@ def unauthorized() -> APIError:
 
 async def principal() -> Principal:
     """The authenticated caller, or a 401."""
-    user = cast(Principal, current_user._get_current_object())
+    user = cast(Principal, current_user._get_current_object())  # type: ignore[attr-defined]
     if not await user.is_authenticated:
         raise unauthorized()
     return user
