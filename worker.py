@@ -3,39 +3,125 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.worker import Worker
 
 from activities.audit import AuditActivities
+from activities.containers import ContainerControlActivities
+from activities.files import FileActivities
+from collab.broker import Broker, RedisBroker
 from store.db import create_pool
+from store.filesystem import FileSystem, build_filesystem
+from store.workspace import workspaces_root
 from vaporform.config import Config
+from vaporform.workspace_watch import watch_workspaces
+from workflows.container import ContainerWorkflow
+from workflows.container_ops import ExecWorkflow, ListImagesWorkflow
+from workflows.files_shared import RETENTION_INTERVAL, RETENTION_SCHEDULE_ID, RetentionInput
 from workflows.project_created import ProjectCreatedWorkflow
+from workflows.reconcile import ReconcileWorkflow
+from workflows.reconcile_schedule import ensure_reconcile_schedule
+from workflows.versioning import RetentionWorkflow, VersioningWorkflow, signal_files_changed
 
 log = logging.getLogger("vaporform.worker")
 
-WORKFLOWS = [ProjectCreatedWorkflow]
+WORKFLOWS = [
+    ProjectCreatedWorkflow,
+    ContainerWorkflow,
+    ExecWorkflow,
+    ListImagesWorkflow,
+    ReconcileWorkflow,
+    VersioningWorkflow,
+    RetentionWorkflow,
+]
 
 
 def build_worker(
-    client: Client, pool: asyncpg.Pool, task_queue: str, executor: ThreadPoolExecutor
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    executor: ThreadPoolExecutor,
+    *,
+    files: FileSystem,
+    broker: Broker | None = None,
 ) -> Worker:
     audit = AuditActivities(pool)
+    control = ContainerControlActivities(client)
+    file_activities = FileActivities(pool, files, broker)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[audit.record_audit_event],
+        activities=[
+            audit.record_audit_event,
+            control.classify,
+            control.notify_vanished,
+            file_activities.import_workspace_changes,
+            file_activities.refresh_project_stats,
+            file_activities.publish_file_changes,
+            file_activities.prune_versions,
+            file_activities.collect_garbage,
+        ],
         activity_executor=executor,
         # A killed worker's cached workflows move to another worker within seconds, not 10.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=2),
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
+
+
+def build_docker_worker(
+    client: Client,
+    docker_client: Any,
+    data_dir: Path,
+    docker_queue: str,
+    executor: ThreadPoolExecutor,
+) -> Worker:
+    """The worker of one Docker host: only its Docker activities, on its own task queue."""
+    from activities.docker_containers import DockerActivities
+
+    return Worker(
+        client,
+        task_queue=docker_queue,
+        activities=DockerActivities(docker_client, data_dir).all(),
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
+
+
+def _docker_client(config: Config) -> Any | None:
+    import docker
+    import docker.errors
+
+    try:
+        found = (
+            docker.DockerClient(base_url=config.containers.docker_url)
+            if config.containers.docker_url
+            else docker.from_env()
+        )
+        found.ping()
+    except docker.errors.DockerException as exc:
+        log.warning("no Docker engine: project containers are unavailable (%s)", exc)
+        return None
+    return found
 
 
 async def run(config: Config, stop: asyncio.Event | None = None) -> None:
@@ -45,11 +131,59 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Without Redis there is no way to reach the API process: announcements are skipped.
+    broker = RedisBroker(config.redis_url, prefix=config.redis_prefix) if config.redis_url else None
+    files = build_filesystem(config, pool)
+
+    async def workspace_changed(project_id: str, paths: list[str] | None) -> None:
+        await signal_files_changed(client, config.task_queue, project_id, paths, "workspace")
+
     try:
         with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
-            worker = build_worker(client, pool, config.task_queue, executor)
-            async with worker:
+            worker = build_worker(
+                client, pool, config.task_queue, executor, files=files, broker=broker
+            )
+            docker_client = _docker_client(config)
+            async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(worker)
+                if docker_client is not None:
+                    stack.callback(docker_client.close)
+                    queue = config.containers.docker_queue
+                    await stack.enter_async_context(
+                        build_docker_worker(client, docker_client, config.data_dir, queue, executor)
+                    )
+                    await ensure_reconcile_schedule(
+                        client,
+                        config.task_queue,
+                        queue,
+                        timedelta(seconds=config.containers.reconcile_every_s),
+                    )
+                await ensure_retention_schedule(client, config.task_queue)
+                watcher = asyncio.create_task(
+                    watch_workspaces(workspaces_root(config.data_dir), workspace_changed, stop)
+                )
                 log.info("worker running", extra={"task_queue": config.task_queue})
                 await stop.wait()
+                await watcher
     finally:
+        if broker is not None:
+            await broker.close()
         await pool.close()
+
+
+async def ensure_retention_schedule(client: Client, task_queue: str) -> None:
+    """Create the hourly retention schedule once; later starts find it and leave it."""
+    with contextlib.suppress(ScheduleAlreadyRunningError):
+        await client.create_schedule(
+            RETENTION_SCHEDULE_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    RetentionWorkflow.run,
+                    RetentionInput(),
+                    id=f"{RETENTION_SCHEDULE_ID}-run",
+                    task_queue=task_queue,
+                ),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=RETENTION_INTERVAL)]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            ),
+        )

@@ -24,7 +24,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
+from collab.broker import RedisBroker
 from store import db
+from store.filesystem import build_filesystem
 from store.migrate import migrate
 from tests.support import wait_until
 from vaporform.cli import temporal_binary
@@ -112,9 +114,14 @@ def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
 @pytest.fixture(scope="session")
 async def worker(temporal_client: Client, config: Config) -> AsyncIterator[None]:
     pool = await db.create_pool(config.database_url, min_size=1, max_size=5)
+    broker = RedisBroker(REDIS_URL, prefix=config.redis_prefix)
+    files = build_filesystem(config, pool)
     with ThreadPoolExecutor(max_workers=4) as executor:
-        async with worker_module.build_worker(temporal_client, pool, config.task_queue, executor):
+        async with worker_module.build_worker(
+            temporal_client, pool, config.task_queue, executor, files=files, broker=broker
+        ):
             yield
+    await broker.close()
     await pool.close()
 
 

@@ -232,7 +232,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("api", help="the API on VAPORFORM_API_HOST:VAPORFORM_API_PORT")
     sub.add_parser("worker", help="the Temporal worker")
     sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    images = sub.add_parser("images", help="runtime images for project containers")
+    images_sub = images.add_subparsers(dest="images_command", required=True)
+    build = images_sub.add_parser("build", help="build runtime images locally, no registry")
+    build.add_argument("names", nargs="*", help="busybox, python (default: all)")
+    build.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
+    build.add_argument("--tag", default="latest")
     args = parser.parse_args(argv)
+    if args.command == "images":
+        from vaporform.images import RUNTIMES, build_command
+
+        unknown = [n for n in args.names if n not in RUNTIMES]
+        if unknown:
+            print(f"error: unknown image(s) {unknown}; known: {sorted(RUNTIMES)}", file=sys.stderr)
+            return 2
+        return build_command(args.names or list(RUNTIMES), force=args.force, tag=args.tag)
     try:
         config = load_config()
     except ConfigError as exc:

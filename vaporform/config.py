@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from collab.settings import CollabSettings
+
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/vaporform"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 
@@ -44,6 +46,33 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """The most one container may ask for."""
+
+    cpus: float = 2.0
+    memory_mb: int = 2048
+    pids: int = 512
+    ports: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSettings:
+    # Docker activities of this engine run on this queue; a second host is a second worker.
+    docker_queue: str = "docker-default"
+    docker_url: str | None = None  # None: DOCKER_HOST or the local socket
+    default_image: str = "vaporform/runtime-python:latest"
+    idle_timeout_s: int = 30 * 60
+    health_timeout_s: int = 20
+    reconcile_every_s: int = 300
+    exec_max_timeout_s: int = 600
+    exec_output_cap_bytes: int = 256 * 1024
+    # Per global role (user, admin): requests beyond these answer 400 `quota_exceeded`.
+    quotas: dict[str, Quota] = field(
+        default_factory=lambda: {"user": Quota(), "admin": Quota(8.0, 16384, 4096, 16)}
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
@@ -57,8 +86,14 @@ class Config:
     api_port: int = 8000
     log_level: str = "INFO"
     max_body_bytes: int = 1024 * 1024
+    max_file_bytes: int = 5 * 1024 * 1024
+    max_files_per_project: int = 10_000
+    max_archive_bytes: int = 64 * 1024 * 1024
+    max_archive_entries: int = 10_000
     jwt: JWTSettings = field(default_factory=lambda: JWTSettings(secret=""))
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    collab: CollabSettings = field(default_factory=CollabSettings)
+    containers: ContainerSettings = field(default_factory=ContainerSettings)
     # Cost of argon2id: OWASP's recommended minimum (19 MiB, 2 passes, 1 lane). argon2-cffi's
     # default (64 MiB, 3 passes, 4 lanes) costs ~200 ms per login on 2 cores; raise it with
     # VAPORFORM_ARGON2_* where logins are rare and cores plentiful.
@@ -102,6 +137,47 @@ def dev_secret(data_dir: Path) -> str:
     return secret
 
 
+def _quota(env: Mapping[str, str], name: str, default: Quota) -> Quota:
+    """`cpus=2,memory_mb=2048,pids=512,ports=4`; keys left out keep their default."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    values: dict[str, float] = {}
+    for part in raw.split(","):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if key not in ("cpus", "memory_mb", "pids", "ports"):
+            raise ConfigError(f"{name}: unknown key {key!r}")
+        try:
+            values[key] = float(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {key} must be a number, got {value!r}") from exc
+    return Quota(
+        cpus=values.get("cpus", default.cpus),
+        memory_mb=int(values.get("memory_mb", default.memory_mb)),
+        pids=int(values.get("pids", default.pids)),
+        ports=int(values.get("ports", default.ports)),
+    )
+
+
+def _container_settings(env: Mapping[str, str]) -> ContainerSettings:
+    base = ContainerSettings()
+    return ContainerSettings(
+        docker_queue=env.get("VAPORFORM_DOCKER_QUEUE") or base.docker_queue,
+        docker_url=env.get("DOCKER_HOST") or None,
+        default_image=env.get("VAPORFORM_CONTAINER_IMAGE") or base.default_image,
+        idle_timeout_s=_int(env, "VAPORFORM_CONTAINER_IDLE_S", base.idle_timeout_s),
+        health_timeout_s=_int(env, "VAPORFORM_CONTAINER_HEALTH_S", base.health_timeout_s),
+        reconcile_every_s=_int(env, "VAPORFORM_RECONCILE_EVERY_S", base.reconcile_every_s),
+        exec_max_timeout_s=_int(env, "VAPORFORM_EXEC_MAX_TIMEOUT_S", base.exec_max_timeout_s),
+        exec_output_cap_bytes=_int(env, "VAPORFORM_EXEC_OUTPUT_CAP", base.exec_output_cap_bytes),
+        quotas={
+            "user": _quota(env, "VAPORFORM_QUOTA_USER", base.quotas["user"]),
+            "admin": _quota(env, "VAPORFORM_QUOTA_ADMIN", base.quotas["admin"]),
+        },
+    )
+
+
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Read the configuration from `env` (the process environment by default)."""
     env = os.environ if env is None else env
@@ -135,8 +211,13 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         api_port=_int(env, "VAPORFORM_API_PORT", 8000),
         log_level=(env.get("VAPORFORM_LOG_LEVEL") or "INFO").upper(),
         max_body_bytes=_int(env, "VAPORFORM_MAX_BODY_BYTES", 1024 * 1024),
+        max_file_bytes=_int(env, "VAPORFORM_MAX_FILE_BYTES", 5 * 1024 * 1024),
+        max_files_per_project=_int(env, "VAPORFORM_MAX_FILES", 10_000),
+        max_archive_bytes=_int(env, "VAPORFORM_MAX_ARCHIVE_BYTES", 64 * 1024 * 1024),
+        max_archive_entries=_int(env, "VAPORFORM_MAX_ARCHIVE_ENTRIES", 10_000),
         jwt=jwt,
         rate_limits=limits,
+        containers=_container_settings(env),
         argon2_time_cost=_int(env, "VAPORFORM_ARGON2_TIME_COST", 2),
         argon2_memory_kib=_int(env, "VAPORFORM_ARGON2_MEMORY_KIB", 19456),
         argon2_parallelism=_int(env, "VAPORFORM_ARGON2_PARALLELISM", 1),

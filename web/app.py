@@ -13,16 +13,24 @@ from temporalio.client import Client as TemporalClient
 
 from store.db import create_pool
 from store.ephemeral import open_ephemeral
+from store.filesystem import ChangeEvent, build_filesystem
 from vaporform import __version__
 from vaporform.config import Config
 from vaporform.logs import request_id
+from web import terminal
 from web.auth import init_auth
 from web.blueprints import auth as auth_bp
+from web.blueprints import chat as chat_bp
+from web.blueprints import collab as collab_bp
+from web.blueprints import containers as containers_bp
+from web.blueprints import files as files_bp
 from web.blueprints import health as health_bp
 from web.blueprints import projects as projects_bp
 from web.errors import register_error_handlers
+from web.limits import enforce_body_limit
 from web.passwords import Passwords
 from web.services import EXTENSION_KEY, Services
+from workflows.versioning import signal_files_changed
 
 log = logging.getLogger("vaporform.web")
 
@@ -32,7 +40,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def create_app(config: Config) -> Quart:
     app = Quart("vaporform")
-    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    # "a//b" must reach the path gate as written (and be refused), not be quietly merged.
+    app.url_map.merge_slashes = False
+    # The largest body any route takes; web/limits.py gives each route its own, smaller cap.
+    app.config["MAX_CONTENT_LENGTH"] = max(
+        config.max_body_bytes, config.max_archive_bytes, config.max_file_bytes * 2
+    )
     app.config["QUART_SCHEMA_CONVERSION_PREFERENCE"] = "pydantic"
     QuartSchema(
         app,
@@ -49,6 +62,12 @@ def create_app(config: Config) -> Quart:
     app.register_blueprint(health_bp.blueprint)
     app.register_blueprint(auth_bp.blueprint)
     app.register_blueprint(projects_bp.blueprint)
+    app.register_blueprint(containers_bp.blueprint)
+    app.register_blueprint(containers_bp.images_blueprint)
+    app.register_blueprint(terminal.blueprint)
+    app.register_blueprint(files_bp.blueprint)
+    app.register_blueprint(collab_bp.blueprint)
+    app.register_blueprint(chat_bp.blueprint)
 
     @app.before_serving
     async def _start() -> None:
@@ -58,6 +77,12 @@ def create_app(config: Config) -> Quart:
         temporal = await TemporalClient.connect(
             config.temporal_address, namespace=config.temporal_namespace, lazy=True
         )
+
+        async def announce(event: ChangeEvent) -> None:
+            await signal_files_changed(
+                temporal, config.task_queue, str(event.project_id), list(event.paths), event.origin
+            )
+
         app.extensions[EXTENSION_KEY] = Services(
             config=config,
             pool=pool,
@@ -68,6 +93,7 @@ def create_app(config: Config) -> Quart:
                 memory_kib=config.argon2_memory_kib,
                 parallelism=config.argon2_parallelism,
             ),
+            files=build_filesystem(config, pool, notifier=announce),
         )
 
     @app.after_serving
@@ -84,6 +110,7 @@ def create_app(config: Config) -> Quart:
         g.request_id = rid
         g.started = time.perf_counter()
         request_id.set(rid)
+        enforce_body_limit(config.max_body_bytes, config)
 
     @app.after_request
     async def _finish(response: Response) -> Response:

@@ -16,6 +16,8 @@ from quart import Quart, Request, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
+from store.filesystem import FileSystemError
+
 log = logging.getLogger("vaporform.web")
 
 
@@ -78,6 +80,10 @@ def register_error_handlers(app: Quart) -> None:
         response = error_response(exc.status, exc.code, exc.message, exc.details)
         response.headers.update(exc.headers)
         return response
+
+    @app.errorhandler(FileSystemError)
+    async def _fs_error(exc: FileSystemError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, dict(exc.details))
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _schema_error(exc: RequestSchemaValidationError) -> Response:

@@ -9,6 +9,7 @@ from quart import current_app
 from temporalio.client import Client as TemporalClient
 
 from store.ephemeral import Ephemeral
+from store.filesystem import FileSystem
 from vaporform.config import Config
 from web.passwords import Passwords
 
@@ -22,6 +23,7 @@ class Services:
     ephemeral: Ephemeral
     temporal: TemporalClient
     passwords: Passwords
+    files: FileSystem
 
 
 def services() -> Services:

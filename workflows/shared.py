@@ -30,10 +30,11 @@ DB_RETRY = RetryPolicy(
 )
 
 
-def search_attributes(project_id: str, user_id: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [SearchAttributePair(PROJECT_ID, project_id), SearchAttributePair(USER_ID, user_id)]
-    )
+def search_attributes(project_id: str, user_id: str | None = None) -> TypedSearchAttributes:
+    pairs = [SearchAttributePair(PROJECT_ID, project_id)]
+    if user_id:
+        pairs.append(SearchAttributePair(USER_ID, user_id))
+    return TypedSearchAttributes(pairs)
 
 
 def project_created_workflow_id(project_id: str) -> str:

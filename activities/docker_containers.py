@@ -1,0 +1,438 @@
+"""Docker activities: the only code on the Temporal side that talks to the Docker engine.
+
+Every method is a sync activity (docker-py blocks) run on the worker's thread pool, on the task
+queue of the Docker host the client points at. Calls are idempotent so Temporal may retry them:
+create finds the project's container again by its name, stop and remove accept a container
+that is already gone.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import LogConfig
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from store.workspace import workspace_dir
+from vaporform.images import IMAGE_PREFIX, LABEL_DESCRIPTION, RUNTIME_UID
+from workflows.container_shared import (
+    CONTAINER_GONE,
+    IMAGE_NOT_FOUND,
+    LABEL_CREATED_BY,
+    LABEL_MANAGED,
+    LABEL_PROJECT,
+    LABEL_WORKFLOW,
+    NAME_TAKEN,
+    NOT_HEALTHY,
+    ContainerInfo,
+    ContainerRef,
+    ContainerSpec,
+    CreateContainerInput,
+    CreateContainerOutput,
+    ExecInput,
+    ExecOutput,
+    ImageInfo,
+    ImageRef,
+    ListContainersInput,
+    ListContainersOutput,
+    ListImagesInput,
+    ListImagesOutput,
+    LogsInput,
+    LogsOutput,
+    ManagedContainer,
+    RemovedOutput,
+    RuntimeImageInfo,
+    StopContainerInput,
+    WaitHealthyInput,
+    WorkspaceInput,
+    WorkspaceOutput,
+    container_name,
+)
+
+# The container's main process: does nothing until stopped. Work happens in execs/terminals.
+KEEPALIVE = ["sleep", "infinity"]
+TMPFS_OPTIONS = f"rw,nosuid,nodev,size=64m,uid={RUNTIME_UID},gid={RUNTIME_UID}"
+
+
+def hardened_settings(spec: ContainerSpec, workspace: str) -> dict[str, Any]:
+    """docker-py `containers.create` arguments of DESIGN decision 3; tests inspect each one."""
+    memory = f"{spec.resources.memory_mb}m"
+    settings: dict[str, Any] = {
+        "user": f"{RUNTIME_UID}:{RUNTIME_UID}",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "read_only": True,
+        "tmpfs": {"/tmp": TMPFS_OPTIONS},
+        "mem_limit": memory,
+        "memswap_limit": memory,  # no swap: the memory limit is the limit
+        "nano_cpus": int(spec.resources.cpus * 1e9),
+        "pids_limit": spec.resources.pids,
+        "init": True,
+        "network_mode": "bridge" if spec.network == "bridge" else "none",
+        "volumes": {workspace: {"bind": "/workspace", "mode": "rw"}},
+        "working_dir": "/workspace",
+        "environment": {"HOME": "/workspace", "TMPDIR": "/tmp"},
+        "ipc_mode": "private",
+        "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"}),
+    }
+    if spec.network == "bridge" and spec.ports:
+        # Published on the loopback interface only: reachable through the API host, not the LAN.
+        settings["ports"] = {f"{port}/tcp": ("127.0.0.1", None) for port in spec.ports}
+    return settings
+
+
+def _ports(attrs: dict[str, Any]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for key, bindings in (attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
+        for binding in bindings or []:
+            if binding.get("HostIp") in ("127.0.0.1", "") and binding.get("HostPort"):
+                found[key.split("/")[0]] = int(binding["HostPort"])
+    return found
+
+
+def _info(container: Any) -> ContainerInfo:
+    state = container.attrs.get("State", {})
+    return ContainerInfo(
+        container_id=container.id,
+        exists=True,
+        status=state.get("Status"),
+        ports=_ports(container.attrs),
+        started_at=started_at_iso(state.get("StartedAt")),
+        exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+    )
+
+
+class DockerActivities:
+    def __init__(self, client: docker.DockerClient, data_dir: Path) -> None:
+        self._docker = client
+        self._data_dir = data_dir
+
+    # --- images ---------------------------------------------------------------------
+
+    @activity.defn(name="docker_ensure_image")
+    def ensure_image(self, data: ImageRef) -> ImageInfo:
+        try:
+            image = self._docker.images.get(data.image)
+        except docker.errors.ImageNotFound:
+            raise ApplicationError(
+                f"image {data.image} is not on this Docker host (vaporform images build)",
+                type=IMAGE_NOT_FOUND,
+                non_retryable=True,
+            ) from None
+        return ImageInfo(image=data.image, image_id=str(image.id))
+
+    @activity.defn(name="docker_list_images")
+    def list_images(self, data: ListImagesInput) -> ListImagesOutput:
+        items: dict[str, RuntimeImageInfo] = {}
+        for image in self._docker.images.list():
+            for tag in image.tags:
+                if tag.startswith(data.prefix):
+                    labels = image.labels or {}
+                    items[tag] = RuntimeImageInfo(
+                        name=tag,
+                        description=labels.get(LABEL_DESCRIPTION, ""),
+                        size=int(image.attrs.get("Size", 0)),
+                    )
+        return ListImagesOutput(items=[items[k] for k in sorted(items)])
+
+    # --- workspace ------------------------------------------------------------------
+
+    @activity.defn(name="docker_prepare_workspace")
+    def prepare_workspace(self, data: WorkspaceInput) -> WorkspaceOutput:
+        from uuid import UUID
+
+        path = workspace_dir(self._data_dir, UUID(data.project_id)).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        # The container runs as uid 1000; the directory must be its own to be writable.
+        os.chown(path, RUNTIME_UID, RUNTIME_UID)
+        return WorkspaceOutput(path=str(path))
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    @activity.defn(name="docker_create_container")
+    def create_container(self, data: CreateContainerInput) -> CreateContainerOutput:
+        if not data.spec.image.startswith(IMAGE_PREFIX):
+            raise ApplicationError(
+                f"only {IMAGE_PREFIX}* images run here", type=IMAGE_NOT_FOUND, non_retryable=True
+            )
+        name = container_name(data.project_id)
+        labels = {
+            LABEL_MANAGED: "true",
+            LABEL_PROJECT: data.project_id,
+            LABEL_WORKFLOW: data.workflow_id,
+            LABEL_CREATED_BY: data.created_by,
+        }
+        try:
+            container = self._docker.containers.create(
+                data.spec.image,
+                command=KEEPALIVE,
+                name=name,
+                hostname="workspace",
+                labels=labels,
+                **hardened_settings(data.spec, data.workspace),
+            )
+            return CreateContainerOutput(container_id=str(container.id))
+        except docker.errors.ImageNotFound:
+            raise ApplicationError(
+                f"image {data.spec.image} is not on this Docker host",
+                type=IMAGE_NOT_FOUND,
+                non_retryable=True,
+            ) from None
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+        # The name is taken: a retry of this activity after a crash, or a leftover. Ours is
+        # taken over (exactly one container per project); anything else is an error.
+        existing = self._docker.containers.get(name)
+        if existing.labels.get(LABEL_PROJECT) != data.project_id:
+            raise ApplicationError(
+                f"container name {name} is taken by a container that is not ours",
+                type=NAME_TAKEN,
+                non_retryable=True,
+            )
+        if existing.labels.get(LABEL_WORKFLOW) != data.workflow_id or existing.status not in (
+            "created",
+            "running",
+        ):
+            existing.remove(force=True)
+            return self.create_container(data)
+        return CreateContainerOutput(container_id=str(existing.id), reused=True)
+
+    @activity.defn(name="docker_start_container")
+    def start_container(self, data: ContainerRef) -> ContainerInfo:
+        container = self._get(data.container_id)
+        try:
+            container.start()  # starting a running container is a no-op
+        except docker.errors.APIError as exc:
+            # The image cannot run our process (e.g. no `sleep`): retrying will not help.
+            if exc.status_code in (400, 500) and "executable file not found" in str(exc):
+                raise ApplicationError(
+                    f"the container cannot start: {exc.explanation}",
+                    type=NOT_HEALTHY,
+                    non_retryable=True,
+                ) from None
+            raise
+        container.reload()
+        return _info(container)
+
+    @activity.defn(name="docker_wait_healthy")
+    def wait_healthy(self, data: WaitHealthyInput) -> ContainerInfo:
+        """Running, and an exec as the container's user answers: then it is usable."""
+        deadline = time.monotonic() + data.timeout_s
+        delay = 0.02
+        while True:
+            activity.heartbeat()
+            container = self._get(data.container_id)
+            state = container.attrs.get("State", {})
+            if state.get("Status") == "running":
+                probe = container.exec_run(["true"], user=f"{RUNTIME_UID}:{RUNTIME_UID}")
+                if probe.exit_code == 0:
+                    return _info(container)
+            elif state.get("Status") in ("exited", "dead"):
+                logs = container.logs(tail=20).decode(errors="replace").strip()
+                raise ApplicationError(
+                    f"the container exited with code {state.get('ExitCode')}"
+                    + (f": {logs}" if logs else ""),
+                    type=NOT_HEALTHY,
+                    non_retryable=True,
+                )
+            if time.monotonic() > deadline:
+                raise ApplicationError(
+                    f"the container was not healthy within {data.timeout_s:.0f} s",
+                    type=NOT_HEALTHY,
+                    non_retryable=True,
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    @activity.defn(name="docker_inspect_container")
+    def inspect_container(self, data: ContainerRef) -> ContainerInfo:
+        try:
+            return _info(self._docker.containers.get(data.container_id))
+        except docker.errors.NotFound:
+            return ContainerInfo(container_id=data.container_id, exists=False)
+
+    @activity.defn(name="docker_stop_container")
+    def stop_container(self, data: StopContainerInput) -> ContainerInfo:
+        try:
+            container = self._docker.containers.get(data.container_id)
+            container.stop(timeout=data.timeout_s)
+            container.reload()
+            return _info(container)
+        except docker.errors.NotFound:
+            return ContainerInfo(container_id=data.container_id, exists=False)
+
+    @activity.defn(name="docker_remove_container")
+    def remove_container(self, data: ContainerRef) -> RemovedOutput:
+        try:
+            self._docker.containers.get(data.container_id).remove(force=True, v=True)
+        except docker.errors.NotFound:
+            return RemovedOutput(removed=False)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409 and "already in progress" in str(exc):
+                return RemovedOutput(removed=True)
+            raise
+        return RemovedOutput(removed=True)
+
+    @activity.defn(name="docker_container_logs")
+    def container_logs(self, data: LogsInput) -> LogsOutput:
+        raw = self._get(data.container_id).logs(tail=data.tail)
+        return LogsOutput(text=raw.decode(errors="replace"))
+
+    @activity.defn(name="docker_list_containers")
+    def list_containers(self, data: ListContainersInput) -> ListContainersOutput:
+        filters = [f"{LABEL_MANAGED}=true"]
+        if data.project_id:
+            filters.append(f"{LABEL_PROJECT}={data.project_id}")
+        found = self._docker.containers.list(all=True, filters={"label": filters})
+        return ListContainersOutput(
+            items=[
+                ManagedContainer(
+                    container_id=str(c.id),
+                    name=str(c.name),
+                    project_id=c.labels.get(LABEL_PROJECT, ""),
+                    workflow_id=c.labels.get(LABEL_WORKFLOW, ""),
+                    status=c.status,
+                    created_at=c.attrs.get("Created", ""),
+                )
+                for c in found
+            ]
+        )
+
+    # --- exec -----------------------------------------------------------------------
+
+    @activity.defn(name="docker_exec")
+    def exec(self, data: ExecInput) -> ExecOutput:
+        """Run a command as the container's user; capture output up to a cap; enforce a timeout.
+
+        The command runs under `timeout -s KILL` inside the container (busybox and coreutils
+        both have it), so a runaway process dies with its deadline; the read loop has its own
+        deadline a little later in case the image lacks `timeout`.
+        """
+        api = self._docker.api
+        started = time.perf_counter()
+        seconds = max(1, round(data.timeout_s))
+        command = ["timeout", "-s", "KILL", str(seconds), *data.command]
+        try:
+            exec_id = api.exec_create(
+                data.container_id,
+                command,
+                user=f"{RUNTIME_UID}:{RUNTIME_UID}",
+                workdir="/workspace",
+            )["Id"]
+        except docker.errors.NotFound:
+            raise ApplicationError(
+                "the container is gone", type=CONTAINER_GONE, non_retryable=True
+            ) from None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # not running
+                raise ApplicationError(
+                    "the container is not running", type=CONTAINER_GONE, non_retryable=True
+                ) from None
+            raise
+        sock: Any = api.exec_start(exec_id, socket=True)
+        raw: socket.socket = getattr(sock, "_sock", sock)
+        try:
+            streams, truncated = self._read_frames(raw, data, deadline=seconds + 5)
+        finally:
+            # The wrapper holds a reference on the socket: both must close to free it.
+            sock.close()
+            raw.close()
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        exit_code = api.exec_inspect(exec_id).get("ExitCode")
+        timed_out = exit_code in (None, 137) and duration_ms >= seconds * 1000
+        return ExecOutput(
+            exit_code=-1 if exit_code is None else int(exit_code),
+            stdout=streams[1].decode(errors="replace"),
+            stderr=streams[2].decode(errors="replace"),
+            duration_ms=duration_ms,
+            truncated=truncated,
+            timed_out=timed_out,
+        )
+
+    def _read_frames(
+        self, raw: socket.socket, data: ExecInput, *, deadline: float
+    ) -> tuple[dict[int, bytes], bool]:
+        """Read Docker's multiplexed stream (8-byte header: stream, 0, 0, 0, size)."""
+        limit = time.monotonic() + deadline
+        buffer = b""
+        streams = {1: b"", 2: b""}
+        kept = 0
+        truncated = False
+        last_beat = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now > limit:
+                    break
+                if now - last_beat > 1:
+                    activity.heartbeat()
+                    last_beat = now
+                ready, _, _ = select.select([raw], [], [], min(1.0, limit - now))
+                if not ready:
+                    continue
+                chunk = raw.recv(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+                while len(buffer) >= 8:
+                    kind, size = struct.unpack(">BxxxL", buffer[:8])
+                    if len(buffer) < 8 + size:
+                        break
+                    payload, buffer = buffer[8 : 8 + size], buffer[8 + size :]
+                    room = data.output_cap_bytes - kept
+                    if len(payload) > room:
+                        truncated = True
+                        payload = payload[: max(room, 0)]
+                    kept += len(payload)
+                    if kind in streams:
+                        streams[kind] += payload
+        except OSError:
+            pass  # the engine closed the stream: what was read is the answer
+        return streams, truncated
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _get(self, container_id: str) -> Any:
+        try:
+            return self._docker.containers.get(container_id)
+        except docker.errors.NotFound:
+            raise ApplicationError(
+                f"container {container_id[:12]} is gone", type=CONTAINER_GONE, non_retryable=True
+            ) from None
+
+    def all(self) -> list[Any]:
+        return [
+            self.ensure_image,
+            self.list_images,
+            self.prepare_workspace,
+            self.create_container,
+            self.start_container,
+            self.wait_healthy,
+            self.inspect_container,
+            self.stop_container,
+            self.remove_container,
+            self.container_logs,
+            self.list_containers,
+            self.exec,
+        ]
+
+
+def started_at_iso(value: str | None) -> str | None:
+    """Docker's nanosecond timestamps, shortened to what `datetime` parses."""
+    if not value or value.startswith("0001-"):
+        return None
+    head, _, rest = value.partition(".")
+    fraction = "".join(ch for ch in rest if ch.isdigit())[:6]
+    return datetime.fromisoformat(f"{head}.{fraction or '0'}+00:00").isoformat()

@@ -1,0 +1,102 @@
+"""File-system side effects: workspace import, project stats, announcements, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from uuid import UUID
+
+import asyncpg
+from temporalio import activity
+
+from collab.broker import Broker
+from store import files
+from store.filesystem import GC_LOCK, FileSystem
+from workflows.files_shared import (
+    ChangedPaths,
+    ProjectRef,
+    ProjectStats,
+    RetentionInput,
+    RetentionOutput,
+    WorkspaceImportInput,
+    WorkspaceImportOutput,
+    files_channel,
+)
+
+
+class FileActivities:
+    def __init__(self, pool: asyncpg.Pool, fs: FileSystem, broker: Broker | None) -> None:
+        self._pool = pool
+        self._fs = fs
+        self._broker = broker
+
+    @activity.defn(name="import_workspace_changes")
+    async def import_workspace_changes(self, data: WorkspaceImportInput) -> WorkspaceImportOutput:
+        report = await self._fs.sync_from_workspace(UUID(data.project_id), data.paths)
+        return WorkspaceImportOutput(report.imported, report.deleted, report.skipped)
+
+    @activity.defn(name="refresh_project_stats")
+    async def refresh_project_stats(self, data: ProjectRef) -> ProjectStats:
+        """Keep `metadata.files` of the project current (count, bytes, languages)."""
+        project_id = UUID(data.project_id)
+        async with self._pool.acquire() as conn:
+            rows = await files.live(conn, project_id)
+            languages = Counter(row.language or "other" for row in rows)
+            stats = ProjectStats(len(rows), sum(row.size for row in rows), dict(languages))
+            await conn.execute(
+                """
+                UPDATE projects SET metadata = jsonb_set(metadata, '{files}', $2::jsonb)
+                WHERE id = $1
+                """,
+                project_id,
+                {"count": stats.files, "bytes": stats.bytes, "languages": stats.languages},
+            )
+        return stats
+
+    @activity.defn(name="publish_file_changes")
+    async def publish_file_changes(self, data: ChangedPaths) -> None:
+        """Tell every API node, which tell the project's editors (at-most-once, like pub/sub)."""
+        if self._broker is None or not data.paths:
+            return
+        message = {"type": "files_changed", "paths": data.paths, "origin": data.origin}
+        await self._broker.publish(files_channel(data.project_id), json.dumps(message).encode())
+
+    @activity.defn(name="prune_versions")
+    async def prune_versions(self, data: RetentionInput) -> RetentionOutput:
+        """Drop versions beyond `config.retention.keep_versions` of each project that sets it."""
+        pruned = 0
+        async with self._pool.acquire() as conn:
+            policies = await conn.fetch(
+                """
+                SELECT id, (config #>> '{retention,keep_versions}')::int AS keep FROM projects
+                WHERE jsonb_typeof(config #> '{retention,keep_versions}') = 'number'
+                """
+            )
+            for policy in policies:
+                if policy["keep"] >= 1:
+                    pruned += await files.prune_versions(conn, policy["id"], policy["keep"])
+                activity.heartbeat(str(policy["id"]))
+        return RetentionOutput(versions_pruned=pruned)
+
+    @activity.defn(name="collect_garbage")
+    async def collect_garbage(self, data: RetentionInput) -> RetentionOutput:
+        """Delete blobs no version references.
+
+        Writers hold GC_LOCK shared from before they store a blob until their version commits;
+        holding it exclusively here means no blob can be between "stored" and "referenced".
+        """
+        deleted = kept = 0
+        blobs = self._fs.blobs
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", GC_LOCK)
+            referenced = await files.referenced_digests(conn)
+            on_disk = await asyncio.to_thread(lambda: list(blobs.all_digests()))
+            for digest in on_disk:
+                if digest in referenced:
+                    kept += 1
+                elif await asyncio.to_thread(blobs.delete, digest):
+                    deleted += 1
+                if (deleted + kept) % 1000 == 0:
+                    activity.heartbeat(deleted + kept)
+        return RetentionOutput(blobs_deleted=deleted, blobs_kept=kept)

@@ -1,0 +1,165 @@
+"""A live document on one API node: its text at the latest revision this node knows.
+
+The op log in PostgreSQL is the truth; this is a cache of its tail that moves forward only
+in revision order, whether an op was committed here (collab/submit.py), arrived from another
+node over the broker, or was read back from the database to fill a gap. Each new revision is
+handed to the listeners (the sessions that joined the document) in that same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from uuid import UUID
+
+import asyncpg
+
+from collab import ot
+from collab.errors import CollabError
+from store import collab as store
+from store.collab import OpRow
+
+log = logging.getLogger("vaporform.collab")
+
+Listener = Callable[["LiveDocument", Sequence[OpRow]], None]
+
+
+def resync(path: str, why: str) -> CollabError:
+    return CollabError("resync", f"re-join {path}: {why}", {"path": path})
+
+
+class LiveDocument:
+    def __init__(
+        self,
+        *,
+        document_id: int,
+        project_id: UUID,
+        path: str,
+        text: str,
+        revision: int,
+        history: Sequence[OpRow],
+        history_limit: int,
+    ) -> None:
+        self.id = document_id
+        self.project_id = project_id
+        self.path = path
+        self.text = text
+        self.units = ot.utf16_len(text)
+        self.revision = revision
+        self.history: deque[OpRow] = deque(history, maxlen=history_limit)
+        self.listeners: set[Listener] = set()
+        # Held while committing or catching up, so the cache moves forward one step at a time.
+        self.lock = asyncio.Lock()
+        self.checkpoint_lock = asyncio.Lock()
+        self.last_change = time.monotonic()
+        self.checkpointed_revision = 0
+        self.snapshot_revision = 0
+        self.last_author: UUID | None = None
+        self.editors = 0  # local sessions that may edit, for "last editor leaves"
+        self._catching_up: asyncio.Task[None] | None = None
+
+    # -- reading the cache ---------------------------------------------------------------
+
+    def cached_after(self, revision: int) -> list[OpRow] | None:
+        """Ops after `revision` from memory; None when memory does not reach back that far."""
+        if revision == self.revision:
+            return []
+        if not self.history or self.history[0].revision > revision + 1:
+            return None
+        start = revision + 1 - self.history[0].revision
+        return list(itertools.islice(self.history, start, None))
+
+    async def ops_after(self, pool: asyncpg.Pool, revision: int) -> list[OpRow]:
+        if revision > self.revision or revision < 0:
+            raise CollabError(
+                "invalid_revision",
+                f"revision {revision} is not between 0 and {self.revision}",
+                {"path": self.path, "revision": self.revision},
+            )
+        cached = self.cached_after(revision)
+        if cached is not None:
+            return cached
+        async with pool.acquire() as conn:
+            rows = await store.ops_since(conn, self.id, revision)
+        rows = [r for r in rows if r.revision <= self.revision]
+        if len(rows) != self.revision - revision:
+            raise resync(self.path, f"revision {revision} is older than the retained history")
+        return rows
+
+    # -- moving forward ------------------------------------------------------------------
+
+    def advance(self, rows: Sequence[OpRow]) -> None:
+        """Apply consecutive committed ops that follow the current revision."""
+        fresh = [r for r in rows if r.revision > self.revision]
+        if not fresh:
+            return
+        if fresh[0].revision != self.revision + 1:
+            raise RuntimeError(f"gap: at {self.revision}, got {fresh[0].revision}")
+        for row in fresh:
+            self.text = ot.apply(self.text, row.op)
+            self.revision = row.revision
+            self.history.append(row)
+        self.units = ot.utf16_len(self.text)
+        self.last_change = time.monotonic()
+        for listener in list(self.listeners):
+            try:
+                listener(self, fresh)
+            except Exception:
+                log.exception("listener failed", extra={"path": self.path})
+
+    def receive(self, row: OpRow, pool: asyncpg.Pool) -> None:
+        """An op committed elsewhere, from the broker (possibly out of reach: then catch up)."""
+        if row.revision <= self.revision:
+            return
+        if row.revision == self.revision + 1 and not self.lock.locked():
+            self.advance([row])
+        else:
+            self.catch_up_soon(pool)
+
+    def catch_up_soon(self, pool: asyncpg.Pool) -> None:
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.get_running_loop().create_task(self.catch_up(pool))
+
+    async def catch_up(self, pool: asyncpg.Pool) -> None:
+        async with self.lock:
+            async with pool.acquire() as conn:
+                rows = await store.ops_since(conn, self.id, self.revision)
+            self.advance(rows)
+
+    # -- cursors -------------------------------------------------------------------------
+
+    def transform_position(self, revision: int, position: int) -> int:
+        """A position in the text at `revision`, moved to the current revision."""
+        ops = self.cached_after(revision)
+        if ops is None:
+            raise resync(self.path, f"revision {revision} is too old for a cursor")
+        for row in ops:
+            position = ot.transform_position(position, row.op)
+        return position
+
+
+async def load(pool: asyncpg.Pool, document: store.Document, *, history_limit: int) -> LiveDocument:
+    """The document at its latest committed revision: the snapshot plus the ops after it."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        row = await store.document_by_id(conn, document.id)
+        assert row is not None
+        rows = await store.ops_since(conn, row.id, row.snapshot_revision)
+    text = row.snapshot
+    for op_row in rows:
+        text = ot.apply(text, op_row.op)
+    doc = LiveDocument(
+        document_id=row.id,
+        project_id=row.project_id,
+        path=row.path,
+        text=text,
+        revision=rows[-1].revision if rows else row.snapshot_revision,
+        history=rows,
+        history_limit=history_limit,
+    )
+    doc.checkpointed_revision = row.checkpoint_revision
+    doc.snapshot_revision = row.snapshot_revision
+    return doc

@@ -1,0 +1,284 @@
+"""One WebSocket connection: messages in, calls on the room and its documents, messages out.
+
+The WebSocket handler (web/blueprints/collab.py) is a pump: it feeds every frame to
+``Session.handle`` and writes whatever ``Session.outbox`` yields. Frames are handled one at a
+time, so a client's messages take effect in the order it sent them. The outbox is bounded: a
+client that cannot keep up is disconnected (``OVERFLOW_CLOSE_CODE``) and re-joins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+from uuid import UUID
+
+from collab import protocol
+from collab.errors import CollabError
+from collab.hub import OpenDocument, Room, op_payload
+from collab.presence import Participant, colour_for
+from collab.protocol import ClientType, ServerType
+from collab.settings import CollabSettings
+from collab.submit import Submission
+from store import collab as store
+from store.collab import OpRow
+
+log = logging.getLogger("vaporform.collab")
+
+OVERFLOW_CLOSE_CODE = 4008
+CHAT_RATE = 2.0
+CHAT_BURST = 10
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+
+    def take(self) -> float:
+        """0 when allowed, else the seconds until a token is available."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Session:
+    def __init__(
+        self,
+        room: Room,
+        *,
+        user_id: UUID,
+        name: str,
+        role: str,
+        settings: CollabSettings,
+    ) -> None:
+        self.room = room
+        self.user_id = user_id
+        self.role = role
+        self.settings = settings
+        self.session_id = uuid.uuid4().hex
+        self.participant = Participant(
+            session_id=self.session_id,
+            user_id=str(user_id),
+            name=name,
+            colour=colour_for(str(user_id)),
+            node=room.hub.node_id,
+        )
+        # None tells the writer to close the connection (the client fell behind).
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=settings.send_queue + 1)
+        self.overflowed = False
+        self.documents: dict[str, OpenDocument] = {}
+        self._awaiting: dict[tuple[str, str, int], str | None] = {}
+        self._ops = TokenBucket(settings.op_rate, settings.op_burst)
+        self._chat = TokenBucket(CHAT_RATE, CHAT_BURST)
+
+    @property
+    def can_edit(self) -> bool:
+        return self.role in ("editor", "owner")
+
+    # -- outgoing ------------------------------------------------------------------------
+
+    def offer(self, text: str) -> None:
+        if self.overflowed:
+            return
+        if self.outbox.qsize() >= self.settings.send_queue:
+            self.overflowed = True
+            log.warning("send queue full; disconnecting", extra={"session_id": self.session_id})
+            while not self.outbox.empty():
+                self.outbox.get_nowait()
+            self.outbox.put_nowait(None)
+            return
+        self.outbox.put_nowait(text)
+
+    def _send(self, kind: ServerType, payload: dict[str, Any], ref: str | None = None) -> None:
+        self.offer(
+            protocol.envelope(
+                kind, payload, user_id=str(self.user_id), session_id=self.session_id, ref=ref
+            )
+        )
+
+    def _error(self, error: CollabError, ref: str | None) -> None:
+        payload = {"code": error.code, "message": error.message, "ref": ref, **error.details}
+        self._send(ServerType.ERROR, payload, ref)
+
+    def claim_ack(self, path: str, row: OpRow) -> str | None:
+        key = (path, row.client_key, row.seq)
+        if key not in self._awaiting:
+            return None
+        ref = self._awaiting.pop(key)
+        return self._ack_text(path, row.revision, row.seq, ref, duplicate=False)
+
+    def _ack_text(
+        self, path: str, revision: int, seq: int, ref: str | None, *, duplicate: bool
+    ) -> str:
+        payload: dict[str, Any] = {"path": path, "revision": revision, "seq": seq}
+        if duplicate:
+            payload["duplicate"] = True
+        return protocol.envelope(
+            ServerType.ACK, payload, user_id=str(self.user_id), session_id=self.session_id, ref=ref
+        )
+
+    # -- incoming ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.room.peers[self.session_id] = self
+        await self.room.announce(self)
+
+    async def handle(self, raw: str | bytes) -> None:
+        ref: str | None = None
+        try:
+            message = protocol.parse_envelope(raw, self.settings.max_message_bytes)
+            ref = message.id
+            await self._dispatch(message)
+        except CollabError as exc:
+            self._error(exc, ref if ref is not None else exc.details.pop("ref", None))
+        except Exception:
+            log.exception("collab message failed", extra={"session_id": self.session_id})
+            self._error(CollabError("internal_error", "the message could not be handled"), ref)
+
+    async def _dispatch(self, message: protocol.Envelope) -> None:
+        payload, ref = message.payload, message.id
+        match message.type:
+            case ClientType.OP:
+                await self._op(protocol.submit_op(payload, self.settings.max_op_units), ref)
+            case ClientType.CURSOR:
+                await self._cursor(protocol.cursor(payload))
+            case ClientType.JOIN:
+                await self._join(protocol.join(payload), payload.get("revision"), ref)
+            case ClientType.LEAVE:
+                await self._leave(protocol.leave(payload).path, ref)
+            case ClientType.CHAT:
+                await self._chat_message(protocol.chat(payload, self.settings.max_chat_chars), ref)
+            case ClientType.PING:
+                self._send(ServerType.PONG, {}, ref)
+
+    def _open(self, path: str) -> OpenDocument:
+        found = self.documents.get(path)
+        if found is None:
+            raise CollabError("not_joined", f"join {path} first", {"path": path})
+        return found
+
+    async def _join(self, join: protocol.Join, since: object, ref: str | None) -> None:
+        path = join.path
+        if path not in self.documents and len(self.documents) >= self.settings.max_joined:
+            raise CollabError(
+                "too_many_documents", f"at most {self.settings.max_joined} documents per connection"
+            )
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
+            raise protocol.invalid("revision must be an integer", field="revision")
+        opened = await self.room.open_document(path)
+        doc = opened.doc
+        # From here to offer() nothing awaits: the joined text and the ops sent after it
+        # line up exactly.
+        payload: dict[str, Any] = {
+            "path": path,
+            "revision": doc.revision,
+            "content": doc.text,
+            "role": self.role,
+        }
+        if since is not None:
+            missed = doc.cached_after(since) if 0 <= since <= doc.revision else None
+            if missed is None:
+                raise CollabError("resync", f"revision {since} is not available", {"path": path})
+            payload["ops"] = [
+                {k: v for k, v in op_payload(path, r).items() if k != "path"} for r in missed
+            ]
+        if path not in self.documents:
+            self.documents[path] = self.room.attach(path, self)
+            if self.can_edit:
+                doc.editors += 1
+            self.participant.paths = sorted(self.documents)
+        payload["participants"] = self.room.participants(path)
+        self._send(ServerType.JOINED, payload, ref)
+        await self.room.announce(self)
+
+    async def _leave(self, path: str, ref: str | None) -> None:
+        if path in self.documents:
+            await self._detach(path)
+            self.participant.paths = sorted(self.documents)
+            await self.room.announce(self)
+        self._send(ServerType.LEFT, {"path": path}, ref)
+
+    async def _detach(self, path: str) -> None:
+        opened = self.documents.pop(path)
+        for key in [k for k in self._awaiting if k[0] == path]:
+            del self._awaiting[key]
+        if self.can_edit:
+            opened.doc.editors -= 1
+        await self.room.detach(path, self, editor=self.can_edit)
+
+    async def _op(self, op: protocol.SubmitOp, ref: str | None) -> None:
+        opened = self._open(op.path)
+        if not self.can_edit:
+            raise CollabError(
+                "forbidden",
+                "viewers cannot edit",
+                {"path": op.path, "seq": op.seq, "role": self.role},
+            )
+        wait = self._ops.take()
+        if wait:
+            raise CollabError(
+                "rate_limited",
+                "too many ops; resubmit this one later",
+                {"path": op.path, "seq": op.seq, "retry_after_ms": int(wait * 1000) + 1},
+            )
+        client_key = f"{self.user_id}/{op.client_id or self.session_id}"
+        key = (op.path, client_key, op.seq)
+        self._awaiting[key] = ref
+        try:
+            outcome = await opened.committer.submit(
+                Submission(op.revision, op.op, client_key, op.seq, self.user_id)
+            )
+        except CollabError as exc:
+            self._awaiting.pop(key, None)
+            exc.details.setdefault("seq", op.seq)
+            raise
+        if key in self._awaiting:
+            # A resubmit of an op committed earlier: no new revision, so no listener acked it.
+            del self._awaiting[key]
+            self.offer(self._ack_text(op.path, outcome.revision, op.seq, ref, duplicate=True))
+
+    async def _cursor(self, cursor: protocol.Cursor) -> None:
+        self._open(cursor.path)
+        await self.room.cursor(
+            self, cursor.path, cursor.revision, cursor.position, cursor.selection_end
+        )
+
+    async def _chat_message(self, chat: protocol.Chat, ref: str | None) -> None:
+        wait = self._chat.take()
+        if wait:
+            raise CollabError(
+                "rate_limited", "too many chat messages", {"retry_after_ms": int(wait * 1000) + 1}
+            )
+        async with self.room.hub.pool.acquire() as conn:
+            saved = await store.add_chat(
+                conn, self.room.project_id, self.user_id, self.participant.name, chat.text
+            )
+        text = protocol.envelope(
+            ServerType.CHAT,
+            {**saved.public(), "color": self.participant.colour},
+            user_id=str(self.user_id),
+            session_id=self.session_id,
+            ref=None,
+        )
+        self.room.broadcast(text)
+        await self.room.publish({"kind": "chat", "text": text})
+
+    async def close(self) -> None:
+        """The connection ended: leave every document and tell the others."""
+        for path in list(self.documents):
+            try:
+                await self._detach(path)
+            except Exception:
+                log.exception("leaving a document failed", extra={"path": path})
+        self.participant.paths = []
+        self.room.peers.pop(self.session_id, None)
+        await self.room.gone(self)

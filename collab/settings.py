@@ -1,0 +1,28 @@
+"""Limits and timings of live collaboration (one place, so tests and benches can change them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CollabSettings:
+    max_message_bytes: int = 256 * 1024
+    max_op_units: int = 64 * 1024  # inserted + deleted UTF-16 units in one op
+    max_document_units: int = 4 * 1024 * 1024
+    max_chat_chars: int = 4000
+    # Token bucket per connection: sustained ops per second and burst.
+    op_rate: float = 100.0
+    op_burst: int = 200
+    send_queue: int = 1024  # messages waiting for a slow client before it is disconnected
+    max_joined: int = 64  # documents open on one connection
+    # Group commit: at most this many queued ops of one document go in one transaction.
+    max_batch: int = 64
+    commit_attempts: int = 16
+    history_in_memory: int = 2000  # recent ops kept per live document for transforms
+    snapshot_every: int = 500
+    keep_ops: int = 1000  # ops kept in PostgreSQL behind the latest snapshot
+    checkpoint_every_ops: int = 200
+    checkpoint_idle_s: float = 5.0
+    presence_heartbeat_s: float = 10.0
+    presence_timeout_s: float = 30.0

@@ -1,0 +1,216 @@
+"""The submit path: one op in, one committed revision (or a stable error) out.
+
+For each op ``(base revision, op, client_key, seq)``: take the ops committed since the base
+revision, de-duplicate on ``(client_key, seq)`` (a resubmit is acknowledged with the revision
+its first copy became and never applied twice), transform the op past them, and commit it as
+the next revision. PostgreSQL decides commit order: ``(document, revision)`` is unique and the
+insert answers yes or no; on no, this node reads what it missed and tries again, a bounded
+number of times. Only after the commit is the op applied to the cache, acknowledged and
+published.
+
+Group commit: every op waiting for one document when the writer comes round is transformed
+and committed in one transaction, so one round trip to the database carries many ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import asyncpg
+
+from collab import ot
+from collab.document import LiveDocument
+from collab.errors import CollabError
+from collab.settings import CollabSettings
+from store import collab as store
+from store.collab import OpRow
+from store.db import Conn
+
+log = logging.getLogger("vaporform.collab")
+
+Publish = Callable[[LiveDocument, Sequence[OpRow]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    revision: int  # the revision the op became
+    op: ot.Op  # the op as committed (transformed)
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class Submission:
+    revision: int
+    op: ot.Op
+    client_key: str
+    seq: int
+    user_id: UUID | None
+    future: asyncio.Future[Outcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _fail(sub: Submission, error: Exception) -> None:
+    if not sub.future.done():
+        sub.future.set_exception(error)
+        sub.future.exception()  # the submitter may be gone; never "exception not retrieved"
+
+
+def _succeed(sub: Submission, outcome: Outcome) -> None:
+    if not sub.future.done():
+        sub.future.set_result(outcome)
+
+
+def _ot_error(path: str, error: ot.OTError) -> CollabError:
+    return CollabError(error.code, str(error), {"path": path})
+
+
+class Committer:
+    """Serialises one document's submits on this node and commits them in groups."""
+
+    def __init__(
+        self,
+        doc: LiveDocument,
+        pool: asyncpg.Pool,
+        settings: CollabSettings,
+        publish: Publish,
+    ) -> None:
+        self.doc = doc
+        self.pool = pool
+        self.settings = settings
+        self.publish = publish
+        self._queue: list[Submission] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, sub: Submission) -> Outcome:
+        self._queue.append(sub)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        # Shielded: a client that disconnects must not cancel an op the batch may commit.
+        return await asyncio.shield(sub.future)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._queue[: self.settings.max_batch]
+            del self._queue[: len(batch)]
+            try:
+                committed = await self._commit(batch)
+            except Exception as exc:
+                log.exception("commit failed", extra={"path": self.doc.path})
+                for sub in batch:
+                    _fail(sub, CollabError("internal_error", f"the op was not committed: {exc}"))
+                continue
+            if committed:
+                try:
+                    await self.publish(self.doc, committed)
+                except Exception:
+                    # Committed is what counts: other nodes fill the gap from the database
+                    # when the next op of this document reaches them.
+                    log.exception("publishing committed ops failed", extra={"path": self.doc.path})
+                await self._snapshot_if_due()
+
+    async def _snapshot_if_due(self) -> None:
+        doc = self.doc
+        if doc.revision - doc.snapshot_revision < self.settings.snapshot_every:
+            return
+        text, revision = doc.text, doc.revision
+        doc.snapshot_revision = revision
+        try:
+            async with self.pool.acquire() as conn:
+                await store.save_snapshot(
+                    conn, doc.id, text=text, revision=revision, keep_ops=self.settings.keep_ops
+                )
+        except Exception:
+            log.exception("saving a snapshot failed", extra={"path": doc.path})
+
+    async def _commit(self, batch: list[Submission]) -> list[OpRow]:
+        doc, pending = self.doc, batch
+        async with doc.lock:
+            if max(s.revision for s in pending) > doc.revision:
+                # A client may have heard of a revision through another node before the
+                # broker brought it here.
+                async with self.pool.acquire() as conn:
+                    doc.advance(await store.ops_since(conn, doc.id, doc.revision))
+            for attempt in range(self.settings.commit_attempts):
+                if attempt:
+                    # Another node keeps winning: step back a little (jittered) so it can't
+                    # starve this one.
+                    await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+                rows, accepted = await self._prepare(pending)
+                if not rows:
+                    return []
+                async with self.pool.acquire() as conn:
+                    if await store.insert_ops(conn, doc.id, rows):
+                        doc.advance(rows)
+                        for sub, row in zip(accepted, rows, strict=True):
+                            _succeed(sub, Outcome(row.revision, row.op))
+                        return rows
+                    # Another node got there first: take what it committed and go again.
+                    missed = await store.ops_since(conn, doc.id, doc.revision)
+                    if not missed:
+                        await self._refuse_reused_seqs(conn, accepted)
+                doc.advance(missed)
+                pending = [s for s in accepted if not s.future.done()]
+            for sub in pending:
+                _fail(sub, CollabError("busy", "the document is too busy; resubmit the op"))
+        return []
+
+    async def _prepare(self, batch: list[Submission]) -> tuple[list[OpRow], list[Submission]]:
+        """Transform each op past everything committed since its base revision."""
+        doc = self.doc
+        text, revision, units = doc.text, doc.revision, doc.units
+        rows: list[OpRow] = []
+        accepted: list[Submission] = []
+        for sub in batch:
+            try:
+                concurrent = await doc.ops_after(self.pool, sub.revision) + rows
+                first = next(
+                    (r for r in concurrent if r.client_key == sub.client_key and r.seq == sub.seq),
+                    None,
+                )
+                if first is not None:
+                    _succeed(sub, Outcome(first.revision, first.op, duplicate=True))
+                    continue
+                op = sub.op
+                for row in concurrent:
+                    op = ot.transform(op, row.op)[0]
+                new_units = ot.target_length(op)
+                if new_units > self.settings.max_document_units and new_units > units:
+                    raise CollabError(
+                        "too_large",
+                        f"the document would exceed {self.settings.max_document_units} units",
+                        {"path": doc.path},
+                    )
+                text = ot.apply(text, op)
+            except ot.OTError as exc:
+                _fail(sub, _ot_error(doc.path, exc))
+                continue
+            except CollabError as exc:
+                _fail(sub, exc)
+                continue
+            revision += 1
+            units = new_units
+            rows.append(OpRow(revision, op, sub.client_key, sub.seq, sub.user_id))
+            accepted.append(sub)
+        return rows, accepted
+
+    async def _refuse_reused_seqs(self, conn: Conn, accepted: list[Submission]) -> None:
+        """No op was missed, so the insert clashed on a resubmit key committed long ago."""
+        taken = await store.find_resubmits(
+            conn, self.doc.id, [(s.client_key, s.seq) for s in accepted]
+        )
+        for sub in accepted:
+            if (sub.client_key, sub.seq) in taken:
+                _fail(
+                    sub,
+                    CollabError(
+                        "stale_seq",
+                        f"seq {sub.seq} already named an op before revision {sub.revision}",
+                        {"path": self.doc.path, "seq": sub.seq},
+                    ),
+                )

@@ -1,0 +1,274 @@
+"""Queries on `collab_documents`, `collab_ops` and `collab_chat`.
+
+Ops are committed with `ON CONFLICT DO NOTHING` on `(document_id, revision)` (and on the
+resubmit key): the answer is yes (every row written) or no (nothing written). Several ops
+of one document are committed in one transaction so a batch is all-or-nothing too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from store.db import Conn
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    id: int
+    project_id: UUID
+    path: str
+    revision: int
+    base_version: int
+    snapshot: str
+    snapshot_revision: int
+    checkpoint_revision: int
+    file_version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OpRow:
+    revision: int
+    op: list[Any]
+    client_key: str
+    seq: int
+    user_id: UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    message_id: UUID
+    project_id: UUID
+    user_id: UUID | None
+    name: str
+    text: str
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "message_id": str(self.message_id),
+            "user_id": None if self.user_id is None else str(self.user_id),
+            "name": self.name,
+            "text": self.text,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+_DOC = """
+    id, project_id, path, revision, base_version, snapshot, snapshot_revision,
+    checkpoint_revision, file_version, updated_at
+"""
+
+
+def _doc(row: asyncpg.Record | None) -> Document | None:
+    return None if row is None else Document(**dict(row))
+
+
+async def get_document(conn: Conn, project_id: UUID, path: str) -> Document | None:
+    row = await conn.fetchrow(
+        f"SELECT {_DOC} FROM collab_documents WHERE project_id = $1 AND path = $2",
+        project_id,
+        path,
+    )
+    return _doc(row)
+
+
+async def document_by_id(
+    conn: Conn, document_id: int, *, for_update: bool = False
+) -> Document | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(
+        f"SELECT {_DOC} FROM collab_documents WHERE id = $1{lock}", document_id
+    )
+    return _doc(row)
+
+
+async def create_document(
+    conn: Conn, project_id: UUID, path: str, *, text: str, file_version: int
+) -> Document:
+    """The document at revision 0 holding `text`; the existing one if another node won."""
+    await conn.execute(
+        """
+        INSERT INTO collab_documents (project_id, path, base_version, snapshot, file_version)
+        VALUES ($1, $2, $3, $4, $3)
+        ON CONFLICT (project_id, path) DO NOTHING
+        """,
+        project_id,
+        path,
+        file_version,
+        text,
+    )
+    found = await get_document(conn, project_id, path)
+    assert found is not None
+    return found
+
+
+async def ops_since(conn: Conn, document_id: int, revision: int) -> list[OpRow]:
+    """Every op committed after `revision`, in order."""
+    rows = await conn.fetch(
+        """
+        SELECT revision, op, client_key, seq, user_id FROM collab_ops
+        WHERE document_id = $1 AND revision > $2 ORDER BY revision
+        """,
+        document_id,
+        revision,
+    )
+    return [OpRow(**dict(r)) for r in rows]
+
+
+async def oldest_revision(conn: Conn, document_id: int) -> int | None:
+    """The oldest op still retained, None when the log is empty."""
+    value = await conn.fetchval(
+        "SELECT min(revision) FROM collab_ops WHERE document_id = $1", document_id
+    )
+    return None if value is None else int(value)
+
+
+async def insert_ops(conn: Conn, document_id: int, rows: list[OpRow]) -> bool:
+    """Commit `rows` (consecutive revisions) all together, or none of them.
+
+    False when any revision or resubmit key is already taken: the caller reloads and retries.
+    """
+    statement = """
+        INSERT INTO collab_ops (document_id, revision, op, client_key, seq, user_id)
+        SELECT $1, r, o::jsonb, c, s, u
+        FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::uuid[])
+             AS t(r, o, c, s, u)
+        ON CONFLICT DO NOTHING
+    """
+    args = (
+        document_id,
+        [r.revision for r in rows],
+        # As JSON text: a list of lists would be taken for a two-dimensional array.
+        [json.dumps(r.op, ensure_ascii=False, separators=(",", ":")) for r in rows],
+        [r.client_key for r in rows],
+        [r.seq for r in rows],
+        [r.user_id for r in rows],
+    )
+    if len(rows) == 1:
+        return bool(await conn.execute(statement, *args) == "INSERT 0 1")
+    try:
+        async with conn.transaction():
+            status = await conn.execute(statement, *args)
+            if status != f"INSERT 0 {len(rows)}":
+                raise _Partial
+    except _Partial:
+        return False
+    return True
+
+
+class _Partial(Exception):
+    """Raised inside the transaction to roll back a batch that was only partly written."""
+
+
+async def find_resubmits(
+    conn: Conn, document_id: int, keys: list[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """For (client_key, seq) pairs already committed: the revision each became."""
+    rows = await conn.fetch(
+        """
+        SELECT o.client_key, o.seq, o.revision FROM collab_ops o
+        JOIN unnest($2::text[], $3::bigint[]) AS k(c, s) ON o.client_key = k.c AND o.seq = k.s
+        WHERE o.document_id = $1
+        """,
+        document_id,
+        [k for k, _ in keys],
+        [s for _, s in keys],
+    )
+    return {(r["client_key"], r["seq"]): int(r["revision"]) for r in rows}
+
+
+async def save_snapshot(
+    conn: Conn, document_id: int, *, text: str, revision: int, keep_ops: int
+) -> None:
+    """Store the text at `revision` and drop ops no longer needed.
+
+    Ops after the last checkpoint are always kept: they turn an external file change made
+    since that checkpoint into an op (see collab/checkpoint.py).
+    """
+    async with conn.transaction():
+        await conn.execute(
+            """
+            UPDATE collab_documents
+            SET snapshot = $2, snapshot_revision = $3, revision = greatest(revision, $3),
+                updated_at = now()
+            WHERE id = $1 AND snapshot_revision < $3
+            """,
+            document_id,
+            text,
+            revision,
+        )
+        await conn.execute(
+            """
+            DELETE FROM collab_ops o USING collab_documents d
+            WHERE d.id = $1 AND o.document_id = $1
+              AND o.revision <= least(d.snapshot_revision - $2, d.checkpoint_revision)
+            """,
+            document_id,
+            keep_ops,
+        )
+
+
+async def record_checkpoint(
+    conn: Conn, document_id: int, *, revision: int, file_version: int
+) -> None:
+    await conn.execute(
+        """
+        UPDATE collab_documents
+        SET checkpoint_revision = $2, file_version = $3, revision = greatest(revision, $2),
+            updated_at = now()
+        WHERE id = $1 AND checkpoint_revision <= $2
+        """,
+        document_id,
+        revision,
+        file_version,
+    )
+
+
+async def add_chat(
+    conn: Conn, project_id: UUID, user_id: UUID, name: str, text: str
+) -> ChatMessage:
+    row = await conn.fetchrow(
+        """
+        INSERT INTO collab_chat (project_id, user_id, name, text) VALUES ($1, $2, $3, $4)
+        RETURNING message_id, project_id, user_id, name, text, created_at
+        """,
+        project_id,
+        user_id,
+        name,
+        text,
+    )
+    assert row is not None
+    return ChatMessage(**dict(row))
+
+
+async def chat_page(
+    conn: Conn, project_id: UUID, *, before: UUID | None, limit: int
+) -> list[ChatMessage] | None:
+    """Newest first; None when `before` names no message of the project."""
+    cutoff: int | None = None
+    if before is not None:
+        cutoff = await conn.fetchval(
+            "SELECT id FROM collab_chat WHERE project_id = $1 AND message_id = $2",
+            project_id,
+            before,
+        )
+        if cutoff is None:
+            return None
+    rows = await conn.fetch(
+        """
+        SELECT message_id, project_id, user_id, name, text, created_at FROM collab_chat
+        WHERE project_id = $1 AND ($2::bigint IS NULL OR id < $2)
+        ORDER BY id DESC LIMIT $3
+        """,
+        project_id,
+        cutoff,
+        limit,
+    )
+    return [ChatMessage(**dict(r)) for r in rows]

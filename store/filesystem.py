@@ -1,0 +1,638 @@
+"""The project file system: versioned files over PostgreSQL + blobs, mirrored to a workspace.
+
+Every write is a new version. Writers of a project share a lock that the workspace importer
+takes exclusively, so an import never sees a write half-applied to the workspace; all writers
+share a lock that blob garbage collection takes exclusively, so GC never deletes a blob whose
+version is about to be committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
+import asyncpg
+
+from store import files
+from store.blobs import BlobStore
+from store.db import Conn
+from store.files import FileRow, SearchHit, VersionRow
+from store.paths import InvalidPath, is_under, language_of, normalize_path
+from store.workspace import workspace_dir
+from vaporform.config import Config
+
+log = logging.getLogger("vaporform.files")
+
+# Advisory lock keys: GC vs. every writer, and per project (second key) workspace import vs.
+# writers of that project.
+GC_LOCK = 0x7666_6763  # "vfgc"
+WORKSPACE_LOCK_CLASS = 0x7677  # "vw"
+
+
+class FileSystemError(Exception):
+    status = 400
+    code = "file_error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class FileNotFound(FileSystemError):
+    status, code = 404, "not_found"
+
+
+class VersionConflict(FileSystemError):
+    status, code = 409, "version_conflict"
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(
+            f"the file is at version {current_version}", current_version=current_version
+        )
+        self.current_version = current_version
+
+
+class TooLarge(FileSystemError):
+    status, code = 413, "too_large"
+
+
+class TooManyFiles(FileSystemError):
+    status, code = 409, "too_many_files"
+
+
+class PathConflict(FileSystemError):
+    status, code = 409, "path_conflict"
+
+
+def invalid_path(exc: InvalidPath) -> FileSystemError:
+    error = FileSystemError(f"invalid path: {exc.reason}", reason=exc.reason)
+    error.code = "invalid_path"
+    return error
+
+
+def checked_path(raw: object) -> str:
+    try:
+        return normalize_path(raw)
+    except InvalidPath as exc:
+        raise invalid_path(exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_file_bytes: int = 5 * 1024 * 1024
+    max_files: int = 10_000
+    search_results: int = 500
+    search_timeout_ms: int = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class FileContent:
+    path: str
+    content: bytes
+    encoding: str  # "utf-8" or "binary"
+    version: int
+    size: int
+    sha256: str
+    language: str | None
+    updated_at: datetime
+
+    @property
+    def text(self) -> str | None:
+        return self.content.decode() if self.encoding == "utf-8" else None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    path: str
+    version: int
+    created: bool
+    changed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    project_id: UUID
+    paths: tuple[str, ...]
+    origin: str  # "api", "container", "ai", "system"
+
+
+@dataclass(slots=True)
+class SyncReport:
+    imported: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+Notifier = Callable[[ChangeEvent], Awaitable[None]]
+
+
+def classify(content: bytes) -> tuple[str, str | None]:
+    """("utf-8", text) for text files, ("binary", None) for anything else."""
+    if b"\x00" in content:
+        return "binary", None
+    try:
+        return "utf-8", content.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary", None
+
+
+class FileSystem:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        blobs: BlobStore,
+        data_dir: Path,
+        limits: Limits | None = None,
+        *,
+        workspace_uid: int | None = 1000,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.pool = pool
+        self.blobs = blobs
+        self.data_dir = data_dir
+        self.limits = limits or Limits()
+        # Files in the workspace belong to the container's user so programs there can edit them.
+        self.workspace_uid = workspace_uid if os.geteuid() == 0 else None
+        self.notifier = notifier
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def read(
+        self, project_id: UUID, path: str, version: int | None = None
+    ) -> FileContent | None:
+        path = checked_path(path)
+        async with self.pool.acquire() as conn:
+            row = await files.get(conn, project_id, path)
+            if row is None or (row.deleted_at is not None and version is None):
+                return None
+            if version is None or (version == row.version and row.deleted_at is None):
+                sha, size, number, when = row.sha256, row.size, row.version, row.updated_at
+            else:
+                found = await files.version(conn, row.id, version)
+                if found is None:
+                    return None
+                sha, size, number, when = found.sha256, found.size, found.version, found.created_at
+        content = await self.blobs.get(sha)
+        encoding, _ = classify(content)
+        return FileContent(path, content, encoding, number, size, sha, language_of(path), when)
+
+    async def listing(self, project_id: UUID, prefix: str = "") -> list[FileRow]:
+        async with self.pool.acquire() as conn:
+            return await files.live(conn, project_id, prefix)
+
+    async def history(self, project_id: UUID, path: str) -> list[VersionRow] | None:
+        path = checked_path(path)
+        async with self.pool.acquire() as conn:
+            row = await files.get(conn, project_id, path)
+            return None if row is None else await files.history(conn, row.id)
+
+    async def diff(self, project_id: UUID, path: str, old: int, new: int) -> str:
+        before = await self.read(project_id, path, old)
+        after = await self.read(project_id, path, new)
+        if before is None or after is None:
+            missing = old if before is None else new
+            raise FileNotFound(f"{path} has no version {missing}", version=missing)
+        if before.text is None or after.text is None:
+            same = before.sha256 == after.sha256
+            return "" if same else f"Binary files {path}@{old} and {path}@{new} differ\n"
+        lines = difflib.unified_diff(
+            before.text.splitlines(keepends=True),
+            after.text.splitlines(keepends=True),
+            fromfile=f"a/{path}@{old}",
+            tofile=f"b/{path}@{new}",
+        )
+        return "".join(
+            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+            for line in lines
+        )
+
+    async def search(
+        self, project_id: UUID, query: str, *, regex: bool = False, path_regex: str | None = None
+    ) -> list[SearchHit]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Regular expressions come from users: bound their cost.
+            await conn.execute(
+                f"SET LOCAL statement_timeout = {int(self.limits.search_timeout_ms)}"
+            )
+            try:
+                return await files.search(
+                    conn,
+                    project_id,
+                    query,
+                    regex=regex,
+                    path_regex=path_regex,
+                    limit=self.limits.search_results,
+                )
+            except asyncpg.InvalidRegularExpressionError as exc:
+                error = FileSystemError(f"invalid regular expression: {exc}")
+                error.code = "invalid_regex"
+                raise error from None
+            except asyncpg.QueryCanceledError:
+                error = FileSystemError("the search took too long; narrow it down")
+                error.code = "search_timeout"
+                raise error from None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def write(
+        self,
+        project_id: UUID,
+        path: str,
+        content: bytes,
+        *,
+        author_id: UUID | None,
+        author_kind: str = "user",
+        message: str = "",
+        base_version: int | None = None,
+    ) -> WriteResult:
+        path = checked_path(path)
+        results = await self.write_many(
+            project_id,
+            [(path, content)],
+            author_id=author_id,
+            author_kind=author_kind,
+            message=message,
+            base_versions=None if base_version is None else {path: base_version},
+        )
+        return results[0]
+
+    async def write_many(
+        self,
+        project_id: UUID,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        author_id: UUID | None,
+        author_kind: str = "user",
+        message: str = "",
+        base_versions: Mapping[str, int] | None = None,
+    ) -> list[WriteResult]:
+        """Write several files as one transaction: all become new versions, or none does."""
+        checked = [(checked_path(path), content) for path, content in items]
+        seen: set[str] = set()
+        for path, content in checked:
+            if path in seen:
+                raise PathConflict(f"{path} appears twice", path=path)
+            seen.add(path)
+            self._check_size(path, content)
+        bases = base_versions or {}
+        async with self._writing(project_id) as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", GC_LOCK)
+                results = [
+                    await self._write_locked(
+                        conn,
+                        project_id,
+                        path,
+                        content,
+                        author_id,
+                        author_kind,
+                        message,
+                        bases.get(path),
+                    )
+                    for path, content in checked
+                ]
+            for (path, content), result in zip(checked, results, strict=True):
+                if result.changed:
+                    await self._mirror(project_id, path, content)
+        changed = [r.path for r in results if r.changed]
+        if changed:
+            await self._notify(project_id, changed, author_kind)
+        return results
+
+    async def delete(
+        self, project_id: UUID, path: str, *, author_id: UUID | None, author_kind: str = "user"
+    ) -> None:
+        path = checked_path(path)
+        async with self._writing(project_id) as conn:
+            async with conn.transaction():
+                row = await files.get(conn, project_id, path, for_update=True)
+                if row is None or row.deleted_at is not None:
+                    raise FileNotFound(f"{path} does not exist")
+                await files.mark_deleted(conn, row.id)
+            await asyncio.to_thread(self._unmirror, project_id, path)
+        await self._notify(project_id, (path,), author_kind)
+
+    async def restore(
+        self, project_id: UUID, path: str, version: int, *, author_id: UUID | None
+    ) -> WriteResult:
+        """Make `version` the current content again, as a new version (also undeletes)."""
+        path = checked_path(path)
+        old = await self.read(project_id, path, version)
+        if old is None:
+            raise FileNotFound(f"{path} has no version {version}", version=version)
+        return await self.write(
+            project_id,
+            path,
+            old.content,
+            author_id=author_id,
+            message=f"restore version {version}",
+        )
+
+    async def move(
+        self, project_id: UUID, source: str, target: str, *, author_id: UUID | None
+    ) -> list[tuple[str, str]]:
+        """Move a file, or a whole folder, in one transaction. Returns (from, to) pairs."""
+        source, target = checked_path(source), checked_path(target)
+        if source == target or is_under(target, source):
+            raise PathConflict("cannot move a path onto or into itself")
+        async with self._writing(project_id) as conn:
+            async with conn.transaction():
+                single = await files.get(conn, project_id, source, for_update=True)
+                if single is not None and single.deleted_at is None:
+                    moving = [single]
+                else:
+                    moving = await files.live(conn, project_id, source + "/")
+                if not moving:
+                    raise FileNotFound(f"{source} does not exist")
+                pairs = [(row.path, target + row.path[len(source) :]) for row in moving]
+                for _, new_path in pairs:
+                    checked_path(new_path)
+                for row, (_, new_path) in zip(moving, pairs, strict=True):
+                    existing = await files.get(conn, project_id, new_path, for_update=True)
+                    if existing is not None:
+                        if existing.deleted_at is None:
+                            raise PathConflict(f"{new_path} already exists", path=new_path)
+                        # A deleted file there gives way; its history goes with it.
+                        await files.delete_row(conn, existing.id)
+                    await files.rename(conn, row.id, new_path)
+            await asyncio.to_thread(self._mirror_moves, project_id, pairs)
+        await self._notify(project_id, tuple(p for pair in pairs for p in pair), "user")
+        return pairs
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_size(self, path: str, content: bytes) -> None:
+        if len(content) > self.limits.max_file_bytes:
+            raise TooLarge(
+                f"{path} is {len(content)} bytes; the limit is {self.limits.max_file_bytes}",
+                size=len(content),
+                limit=self.limits.max_file_bytes,
+            )
+
+    def _writing(self, project_id: UUID) -> _ProjectLock:
+        return _ProjectLock(self.pool, project_id, exclusive=False)
+
+    async def _write_locked(
+        self,
+        conn: Conn,
+        project_id: UUID,
+        path: str,
+        content: bytes,
+        author_id: UUID | None,
+        author_kind: str,
+        message: str,
+        base_version: int | None,
+    ) -> WriteResult:
+        sha256 = await self.blobs.put(content)
+        row = await files.get(conn, project_id, path, for_update=True)
+        if row is None:
+            await files.insert_placeholder(conn, project_id, path)
+            row = await files.get(conn, project_id, path, for_update=True)
+            assert row is not None
+        live = row.deleted_at is None
+        current = row.version if live else 0
+        if base_version is not None and base_version != current:
+            raise VersionConflict(current)
+        if live and row.sha256 == sha256:
+            return WriteResult(path, row.version, created=False, changed=False)
+        if not live and await files.count_live(conn, project_id) >= self.limits.max_files:
+            raise TooManyFiles(
+                f"the project has {self.limits.max_files} files, the limit",
+                limit=self.limits.max_files,
+            )
+        encoding, text = classify(content)
+        number = row.version + 1
+        await files.add_version(
+            conn,
+            file_id=row.id,
+            version=number,
+            path=path,
+            sha256=sha256,
+            size=len(content),
+            author_id=author_id,
+            author_kind=author_kind,
+            message=message,
+        )
+        await files.set_current(
+            conn,
+            row.id,
+            version=number,
+            encoding=encoding,
+            language=language_of(path),
+            size=len(content),
+            sha256=sha256,
+            text=text,
+        )
+        return WriteResult(path, number, created=not live)
+
+    async def _notify(self, project_id: UUID, paths: Sequence[str], origin: str) -> None:
+        if self.notifier is None:
+            return
+        try:
+            await self.notifier(ChangeEvent(project_id, tuple(paths), origin))
+        except Exception:  # follow-up work is derived; the write itself is committed
+            log.exception("could not notify about changed files", extra={"paths": list(paths)})
+
+    # -- the workspace mirror --------------------------------------------------------------
+
+    def workspace(self, project_id: UUID) -> Path:
+        return workspace_dir(self.data_dir, project_id)
+
+    def _own(self, target: Path) -> None:
+        if self.workspace_uid is not None:
+            os.chown(target, self.workspace_uid, self.workspace_uid)
+
+    def _ensure_dirs(self, root: Path, relative: str) -> Path:
+        target = root / relative
+        missing = []
+        parent = target.parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        for folder in reversed(missing):
+            folder.mkdir(exist_ok=True)
+            self._own(folder)
+        return target
+
+    def _mirror_sync(self, project_id: UUID, path: str, content: bytes) -> None:
+        root = self.workspace(project_id)
+        if not root.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            self._own(root)
+        target = self._ensure_dirs(root, path)
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            # Something in the container replaced the file with a link or a folder: ours wins.
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        tmp = target.with_name(f".vf-tmp-{os.getpid()}-{target.name}")
+        tmp.write_bytes(content)
+        self._own(tmp)
+        os.replace(tmp, target)
+
+    async def _mirror(self, project_id: UUID, path: str, content: bytes) -> None:
+        await asyncio.to_thread(self._mirror_sync, project_id, path, content)
+
+    def _unmirror(self, project_id: UUID, path: str) -> None:
+        target = self.workspace(project_id) / path
+        if target.is_file() or target.is_symlink():
+            target.unlink()
+
+    def _mirror_moves(self, project_id: UUID, pairs: list[tuple[str, str]]) -> None:
+        root = self.workspace(project_id)
+        for old, new in pairs:
+            source = root / old
+            if source.is_file() and not source.is_symlink():
+                destination = self._ensure_dirs(root, new)
+                os.replace(source, destination)
+
+    async def materialise(self, project_id: UUID) -> int:
+        """Write every live file into the workspace (after a restart, or a new machine)."""
+        count = 0
+        async with _ProjectLock(self.pool, project_id, exclusive=True) as conn:
+            for row in await files.live(conn, project_id):
+                await self._mirror(project_id, row.path, await self.blobs.get(row.sha256))
+                count += 1
+        return count
+
+    async def sync_from_workspace(
+        self, project_id: UUID, paths: Sequence[str] | None = None
+    ) -> SyncReport:
+        """Import what programs changed in the workspace as versions by the author `container`.
+
+        `paths` limits the scan to those (as reported by a watcher); None scans everything.
+        """
+        report = SyncReport()
+        root = self.workspace(project_id)
+        if not await asyncio.to_thread(root.is_dir):
+            # No workspace here (new machine, wiped data dir): that is not "everything was
+            # deleted". Write it out from the database instead.
+            await self.materialise(project_id)
+            return report
+        async with _ProjectLock(self.pool, project_id, exclusive=True) as conn:
+            known = {row.path: row for row in await files.live(conn, project_id)}
+            if paths is None:
+                candidates = set(known) | set(await asyncio.to_thread(_walk, root))
+            else:
+                candidates = set(paths)
+            changed: list[str] = []
+            for raw in sorted(candidates):
+                try:
+                    path = normalize_path(raw)
+                except InvalidPath as exc:
+                    report.skipped[raw] = exc.reason
+                    continue
+                content, why = await asyncio.to_thread(
+                    _read_regular, root, path, self.limits.max_file_bytes
+                )
+                if why == "missing":
+                    row = known.get(path)
+                    if row is not None:
+                        async with conn.transaction():
+                            await files.mark_deleted(conn, row.id)
+                        report.deleted.append(path)
+                        changed.append(path)
+                    continue
+                if content is None:
+                    report.skipped[path] = why
+                    continue
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", GC_LOCK)
+                    try:
+                        result = await self._write_locked(
+                            conn,
+                            project_id,
+                            path,
+                            content,
+                            None,
+                            "container",
+                            "changed in the workspace",
+                            None,
+                        )
+                    except FileSystemError as exc:
+                        report.skipped[path] = exc.message
+                        continue
+                if result.changed:
+                    report.imported.append(path)
+                    changed.append(path)
+        if changed:
+            await self._notify(project_id, changed, "container")
+        return report
+
+
+def _walk(root: Path) -> list[str]:
+    found: list[str] = []
+    if not root.is_dir():
+        return found
+    for folder, _dirs, names in os.walk(root, followlinks=False):
+        for name in names:
+            if name.startswith(".vf-tmp-"):
+                continue
+            found.append(os.path.relpath(os.path.join(folder, name), root))
+    return found
+
+
+def _read_regular(root: Path, path: str, limit: int) -> tuple[bytes | None, str]:
+    """The bytes of a regular file inside `root`, refusing links, devices and giants."""
+    target = root / path
+    try:
+        info = target.lstat()
+    except FileNotFoundError:
+        return None, "missing"
+    if not stat.S_ISREG(info.st_mode):
+        return None, "not a regular file"
+    # A parent folder swapped for a symlink would let the path escape: refuse it.
+    if os.path.realpath(target) != os.path.join(os.path.realpath(root), path):
+        return None, "the path leaves the workspace through a link"
+    if info.st_size > limit:
+        return None, f"larger than {limit} bytes"
+    fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(limit + 1), "ok"
+
+
+class _ProjectLock:
+    """A pooled connection holding the project's workspace lock (shared or exclusive)."""
+
+    def __init__(self, pool: asyncpg.Pool, project_id: UUID, *, exclusive: bool) -> None:
+        self.pool = pool
+        self.key = project_id.int & 0x7FFF_FFFF
+        self.exclusive = exclusive
+
+    async def __aenter__(self) -> Conn:
+        self._acquire = self.pool.acquire()
+        self.conn: Conn = await self._acquire.__aenter__()
+        suffix = "" if self.exclusive else "_shared"
+        await self.conn.execute(
+            f"SELECT pg_advisory_lock{suffix}($1, $2)", WORKSPACE_LOCK_CLASS, self.key
+        )
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        suffix = "" if self.exclusive else "_shared"
+        try:
+            await self.conn.execute(
+                f"SELECT pg_advisory_unlock{suffix}($1, $2)", WORKSPACE_LOCK_CLASS, self.key
+            )
+        finally:
+            await self._acquire.__aexit__(None, None, None)
+
+
+def build_filesystem(
+    config: Config, pool: asyncpg.Pool, *, notifier: Notifier | None = None
+) -> FileSystem:
+    limits = Limits(max_file_bytes=config.max_file_bytes, max_files=config.max_files_per_project)
+    return FileSystem(
+        pool, BlobStore(config.data_dir / "blobs"), config.data_dir, limits, notifier=notifier
+    )

@@ -1,0 +1,136 @@
+"""Fixtures of the container tests: the busybox runtime image, a Docker worker and an API.
+
+Everything is real: the Docker engine, the Temporal dev server, PostgreSQL. The test image is
+built once per machine and cached by its tag. Every container a test creates is removed after
+it (they all carry our labels), whether the test passed or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tarfile
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+import pytest
+from temporalio.client import Client
+
+from tests.conftest import Server, start_server
+from vaporform.config import Config
+from vaporform.images import ensure_built, has_image
+from worker import build_docker_worker
+from workflows.container_shared import LABEL_MANAGED
+
+TEST_IMAGE = "vaporform/runtime-busybox:latest"
+# An image with no `sleep`: its container is created, then cannot start.
+BROKEN_IMAGE = "vaporform/runtime-broken:test"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"no Docker engine: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def runtime_image(docker_client: docker.DockerClient) -> str:
+    ensure_built(docker_client, "busybox", progress=lambda _: None)
+    return TEST_IMAGE
+
+
+@pytest.fixture(scope="session")
+def broken_image(docker_client: docker.DockerClient) -> str:
+    if not has_image(docker_client, BROKEN_IMAGE):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo("README")
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"empty"))
+        repository, _, tag = BROKEN_IMAGE.rpartition(":")
+        docker_client.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
+    return BROKEN_IMAGE
+
+
+@pytest.fixture(scope="session")
+def docker_queue(run_id: str) -> str:
+    return f"docker-test-{run_id}"
+
+
+@pytest.fixture(scope="session")
+def container_config(config: Config, docker_queue: str, runtime_image: str) -> Config:
+    return replace(
+        config,
+        containers=replace(
+            config.containers,
+            docker_queue=docker_queue,
+            default_image=runtime_image,
+            health_timeout_s=10,
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+async def docker_worker(
+    temporal_client: Client, docker_client: docker.DockerClient, container_config: Config
+) -> AsyncIterator[None]:
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker") as executor:
+        async with build_docker_worker(
+            temporal_client,
+            docker_client,
+            container_config.data_dir,
+            container_config.containers.docker_queue,
+            executor,
+        ):
+            yield
+
+
+@pytest.fixture(scope="session")
+async def container_server(
+    container_config: Config, worker: None, docker_worker: None
+) -> AsyncIterator[Server]:
+    found, stop, task = await start_server(container_config)
+    yield found
+    stop.set()
+    await task
+
+
+@pytest.fixture
+async def http(container_server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=container_server.base_url, timeout=60) as client:
+        yield client
+
+
+def managed(client: docker.DockerClient) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"}))
+
+
+@pytest.fixture(autouse=True)
+def remove_leftover_containers(docker_client: docker.DockerClient) -> Iterator[None]:
+    before = {c.id for c in managed(docker_client)}
+    yield
+    for container in managed(docker_client):
+        if container.id not in before:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_session_containers(docker_client: docker.DockerClient) -> Iterator[None]:
+    """A backstop for module-scoped fixtures: nothing labelled outlives the session."""
+    before = {c.id for c in managed(docker_client)}
+    yield
+    for container in managed(docker_client):
+        if container.id not in before:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)

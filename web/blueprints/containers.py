@@ -1,0 +1,402 @@
+"""A project's container: start, status, stop, restart, touch and exec; the runtime images.
+
+The API holds no Docker client for any of these: it talks to the project's
+`ContainerWorkflow` (update-with-start, updates, a query) and runs short workflows whose one
+activity runs on the Docker host. Only the terminal (web/terminal.py) streams from Docker.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint
+from quart_schema import document_response, validate_request
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.service import RPCError, RPCStatusCode
+
+from vaporform.config import Quota
+from web.access import project_for
+from web.auth import principal, require_auth
+from web.errors import APIError
+from web.services import services
+from workflows.container import ContainerWorkflow
+from workflows.container_ops import ExecWorkflow, ListImagesWorkflow
+from workflows.container_shared import (
+    CONTAINER_GONE,
+    ContainerSpec,
+    ContainerStatus,
+    ContainerWorkflowInput,
+    EnsureRunningInput,
+    ExecInput,
+    ExecWorkflowInput,
+    ListImagesWorkflowInput,
+    Resources,
+    Status,
+    StopInput,
+    TouchInput,
+    container_workflow_id,
+)
+from workflows.shared import search_attributes
+
+blueprint = Blueprint("containers", __name__, url_prefix="/api/v1/projects")
+images_blueprint = Blueprint("images", __name__, url_prefix="/api/v1/images")
+
+IMAGE_NAME = re.compile(r"^vaporform/runtime-[a-z0-9][a-z0-9._-]{0,63}(:[A-Za-z0-9._-]{1,64})?$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ResourcesIn(Strict):
+    cpus: float = Field(default=1.0, gt=0, le=64)
+    memory_mb: int = Field(default=512, ge=16, le=1024 * 1024)
+    pids: int = Field(default=256, ge=16, le=1_000_000)
+
+
+class ContainerIn(Strict):
+    image: str | None = Field(default=None, max_length=200)
+    resources: ResourcesIn = Field(default_factory=ResourcesIn)
+    ports: list[int] = Field(default_factory=list, max_length=64)
+    network: str = Field(default="none", pattern=r"^(none|bridge)$")
+
+
+class ContainerOut(BaseModel):
+    status: str
+    workflow_id: str
+    container_id: str | None
+    image: str | None
+    ports: dict[str, int]
+    resources: dict[str, Any] | None
+    network: str | None
+    started_at: str | None
+    idle_deadline: str | None
+    error: str | None
+
+
+class ExecIn(Strict):
+    command: list[str] = Field(min_length=1, max_length=256)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class ExecOut(BaseModel):
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_ms: int
+    truncated: bool
+    timed_out: bool
+
+
+class ImageOut(BaseModel):
+    name: str
+    description: str
+    size: int
+
+
+class ImageList(BaseModel):
+    items: list[ImageOut]
+
+
+def _public(status: ContainerStatus) -> dict[str, Any]:
+    resources = status.resources
+    return {
+        "status": status.status,
+        "workflow_id": status.workflow_id,
+        "container_id": status.container_id,
+        "image": status.image,
+        "ports": status.ports,
+        "resources": None
+        if resources is None
+        else {"cpus": resources.cpus, "memory_mb": resources.memory_mb, "pids": resources.pids},
+        "network": status.network,
+        "started_at": status.started_at,
+        "idle_deadline": status.idle_deadline,
+        "error": status.error,
+    }
+
+
+def unavailable(exc: Exception) -> APIError:
+    return APIError(503, "workflow_unavailable", "the workflow service is unavailable, retry later")
+
+
+def _check_quota(data: ContainerIn, quota: Quota) -> None:
+    asked = {
+        "cpus": (data.resources.cpus, quota.cpus),
+        "memory_mb": (data.resources.memory_mb, quota.memory_mb),
+        "pids": (data.resources.pids, quota.pids),
+        "ports": (len(data.ports), quota.ports),
+    }
+    for limit, (requested, maximum) in asked.items():
+        if requested > maximum:
+            raise APIError(
+                400,
+                "quota_exceeded",
+                f"{limit} {requested} is over your limit of {maximum}",
+                details={"limit": limit, "requested": requested, "maximum": maximum},
+            )
+
+
+def _spec(data: ContainerIn, project_config: dict[str, Any], role: str) -> ContainerSpec:
+    settings = services().config.containers
+    runtime = project_config.get("runtime")
+    configured = runtime.get("image") if isinstance(runtime, dict) else None
+    image = data.image or (configured if isinstance(configured, str) else None)
+    image = image or settings.default_image
+    if ":" not in image.rpartition("/")[2]:
+        image += ":latest"
+    if not IMAGE_NAME.match(image):
+        raise APIError(
+            400,
+            "invalid_image",
+            "image must be one of the runtime images (GET /api/v1/images)",
+            details={"image": image},
+        )
+    if any(not 1 <= p <= 65535 for p in data.ports) or len(set(data.ports)) != len(data.ports):
+        raise APIError(400, "invalid_ports", "ports must be distinct integers in 1..65535")
+    if data.ports and data.network != "bridge":
+        raise APIError(400, "ports_need_network", 'publishing ports needs "network": "bridge"')
+    _check_quota(data, settings.quotas.get(role, settings.quotas["user"]))
+    return ContainerSpec(
+        image=image,
+        resources=Resources(
+            cpus=data.resources.cpus,
+            memory_mb=data.resources.memory_mb,
+            pids=data.resources.pids,
+        ),
+        ports=sorted(data.ports),
+        network=data.network,
+    )
+
+
+async def current_status(project_id: uuid.UUID) -> ContainerStatus:
+    """What the project's workflow says; `stopped` when there has never been one."""
+    workflow_id = container_workflow_id(str(project_id))
+    handle = services().temporal.get_workflow_handle_for(ContainerWorkflow.run, workflow_id)
+    try:
+        return await handle.query(ContainerWorkflow.status)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return ContainerStatus(str(project_id), workflow_id, Status.STOPPED)
+        raise unavailable(exc) from exc
+
+
+@blueprint.post("/<project_id>/container")
+@require_auth
+@validate_request(ContainerIn)
+@document_response(ContainerOut, 202)
+async def start_container(project_id: str, data: ContainerIn) -> tuple[dict[str, Any], int]:
+    """Ensure the project's container runs; answers once it runs (or failed, with the reason)."""
+    caller = await principal()
+    async with services().pool.acquire() as conn:
+        project = await project_for(conn, project_id, caller.user_id, need="editor")
+    role = caller.claims.role if caller.claims else "user"
+    spec = _spec(data, project.config, role)
+    found = services()
+    pid, uid = str(project.id), str(caller.user_id)
+    settings = found.config.containers
+    workflow_id = container_workflow_id(pid)
+    for attempt in range(2):
+        operation = WithStartWorkflowOperation(
+            ContainerWorkflow.run,
+            ContainerWorkflowInput(
+                project_id=pid,
+                user_id=uid,
+                docker_queue=settings.docker_queue,
+                idle_timeout_s=settings.idle_timeout_s,
+                health_timeout_s=float(settings.health_timeout_s),
+            ),
+            id=workflow_id,
+            task_queue=found.config.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=search_attributes(pid, uid),
+        )
+        try:
+            status = await found.temporal.execute_update_with_start_workflow(
+                ContainerWorkflow.ensure_running,
+                EnsureRunningInput(spec=spec, requested_by=uid),
+                start_workflow_operation=operation,
+            )
+            return _public(status), 202
+        except RPCError as exc:
+            # The workflow may complete (its container stopped) just as the update arrives:
+            # the second attempt starts a fresh one.
+            if attempt == 0 and exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.ABORTED):
+                continue
+            raise unavailable(exc) from exc
+    raise AssertionError("unreachable")
+
+
+@blueprint.get("/<project_id>/container")
+@require_auth
+@document_response(ContainerOut)
+async def get_container(project_id: str) -> dict[str, Any]:
+    caller = await principal()
+    async with services().pool.acquire() as conn:
+        project = await project_for(conn, project_id, caller.user_id)
+    return _public(await current_status(project.id))
+
+
+async def _running_handle(project_id: uuid.UUID) -> Any:
+    workflow_id = container_workflow_id(str(project_id))
+    return services().temporal.get_workflow_handle_for(ContainerWorkflow.run, workflow_id)
+
+
+@blueprint.post("/<project_id>/container/stop")
+@require_auth
+@document_response(ContainerOut, 202)
+async def stop_container(project_id: str) -> tuple[dict[str, Any], int]:
+    caller = await principal()
+    async with services().pool.acquire() as conn:
+        project = await project_for(conn, project_id, caller.user_id, need="editor")
+    handle = await _running_handle(project.id)
+    try:
+        status = await handle.execute_update(
+            ContainerWorkflow.stop, StopInput(requested_by=str(caller.user_id))
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise unavailable(exc) from exc
+        status = await current_status(project.id)  # no running workflow: nothing to stop
+    return _public(status), 202
+
+
+@blueprint.post("/<project_id>/container/restart")
+@require_auth
+@document_response(ContainerOut, 202)
+async def restart_container(project_id: str) -> tuple[dict[str, Any], int]:
+    caller = await principal()
+    async with services().pool.acquire() as conn:
+        project = await project_for(conn, project_id, caller.user_id, need="editor")
+    handle = await _running_handle(project.id)
+    try:
+        status = await handle.execute_update(
+            ContainerWorkflow.restart, StopInput(requested_by=str(caller.user_id))
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise APIError(409, "container_not_running", "start the container first") from exc
+        raise unavailable(exc) from exc
+    except WorkflowUpdateFailedError as exc:  # never started: nothing to restart
+        raise APIError(409, "container_not_running", "start the container first") from exc
+    return _public(status), 202
+
+
+@blueprint.post("/<project_id>/container/touch")
+@require_auth
+async def touch_container(project_id: str) -> tuple[str, int]:
+    """Activity from the IDE: push the idle deadline back."""
+    caller = await principal()
+    async with services().pool.acquire() as conn:
+        project = await project_for(conn, project_id, caller.user_id, need="editor")
+    await touch(project.id, str(caller.user_id))
+    return "", 204
+
+
+async def touch(project_id: uuid.UUID, user_id: str) -> None:
+    handle = await _running_handle(project_id)
+    try:
+        await handle.signal(ContainerWorkflow.touch, TouchInput(requested_by=user_id))
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise unavailable(exc) from exc
+
+
+@blueprint.post("/<project_id>/container/exec")
+@require_auth
+@validate_request(ExecIn)
+@document_response(ExecOut)
+async def exec_command(project_id: str, data: ExecIn) -> dict[str, Any]:
+    """Run a command (no shell unless you call one) as the container's user, in /workspace."""
+    caller = await principal()
+    async with services().pool.acquire() as conn:
+        project = await project_for(conn, project_id, caller.user_id, need="editor")
+    found = services()
+    settings = found.config.containers
+    if data.timeout_s > settings.exec_max_timeout_s:
+        raise APIError(
+            400,
+            "quota_exceeded",
+            f"timeout_s is over the limit of {settings.exec_max_timeout_s}",
+            details={
+                "limit": "timeout_s",
+                "requested": data.timeout_s,
+                "maximum": settings.exec_max_timeout_s,
+            },
+        )
+    if any(len(arg) > 64 * 1024 or "\x00" in arg for arg in data.command):
+        raise APIError(400, "invalid_command", "arguments must be under 64 KiB, without NUL")
+    status = await current_status(project.id)
+    if status.status != Status.RUNNING or not status.container_id or not status.docker_queue:
+        raise APIError(
+            409,
+            "container_not_running",
+            "the container is not running; start it first",
+            details={"status": status.status},
+        )
+    await touch(project.id, str(caller.user_id))
+    try:
+        result = await found.temporal.execute_workflow(
+            ExecWorkflow.run,
+            ExecWorkflowInput(
+                project_id=str(project.id),
+                docker_queue=status.docker_queue,
+                exec=ExecInput(
+                    container_id=status.container_id,
+                    command=data.command,
+                    timeout_s=data.timeout_s,
+                    output_cap_bytes=settings.exec_output_cap_bytes,
+                ),
+            ),
+            id=f"container-exec-{project.id}-{uuid.uuid4().hex[:12]}",
+            task_queue=found.config.task_queue,
+            search_attributes=search_attributes(str(project.id), str(caller.user_id)),
+        )
+    except WorkflowFailureError as exc:
+        cause: BaseException | None = exc.cause
+        while isinstance(cause, FailureError) and not isinstance(cause, ApplicationError):
+            cause = cause.cause
+        if isinstance(cause, ApplicationError) and cause.type == CONTAINER_GONE:
+            raise APIError(409, "container_not_running", cause.message) from exc
+        raise APIError(502, "exec_failed", "the command could not be run") from exc
+    except RPCError as exc:
+        raise unavailable(exc) from exc
+    return {
+        "exit_code": result.exit_code,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "duration_ms": result.duration_ms,
+        "truncated": result.truncated,
+        "timed_out": result.timed_out,
+    }
+
+
+@images_blueprint.get("")
+@require_auth
+@document_response(ImageList)
+async def list_images() -> dict[str, Any]:
+    """The runtime images on the Docker host, as `vaporform images build` made them."""
+    found = services()
+    try:
+        listed = await found.temporal.execute_workflow(
+            ListImagesWorkflow.run,
+            ListImagesWorkflowInput(docker_queue=found.config.containers.docker_queue),
+            id=f"list-images-{uuid.uuid4().hex}",
+            task_queue=found.config.task_queue,
+        )
+    except (RPCError, WorkflowFailureError) as exc:
+        raise unavailable(exc) from exc
+    return {
+        "items": [
+            {"name": i.name, "description": i.description, "size": i.size} for i in listed.items
+        ]
+    }

@@ -1,0 +1,303 @@
+"""Files: tree, read, write, delete, move, history, diff, restore, search and archives."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, Response, request
+from quart_schema import document_querystring, document_response, validate_request
+
+from collab.ot import utf16_len
+from store.archive import ArchiveError, ArchiveLimits, read_archive, write_archive
+from store.filesystem import FileContent, FileSystem
+from store.paths import InvalidPath, normalize_prefix
+from web.access import project_for
+from web.auth import Principal, principal, require_auth
+from web.errors import APIError, not_found
+from web.limits import body_limit
+from web.services import services
+
+blueprint = Blueprint("files", __name__, url_prefix="/api/v1/projects/<project_id>")
+PREVIEW_CHARS = 300
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class FileWrite(Strict):
+    content: str
+    encoding: str = Field(default="utf-8", pattern=r"^(utf-8|base64)$")
+    base_version: int | None = Field(default=None, ge=0)
+    message: str = Field(default="", max_length=1000)
+
+
+class MoveIn(Strict):
+    source: str = Field(alias="from", min_length=1, max_length=8192)
+    target: str = Field(alias="to", min_length=1, max_length=8192)
+
+
+class RestoreIn(Strict):
+    path: str = Field(min_length=1, max_length=8192)
+    version: int = Field(ge=1)
+
+
+class ListQuery(BaseModel):
+    prefix: str = ""
+
+
+class ReadQuery(BaseModel):
+    version: int | None = None
+
+
+class WriteOut(BaseModel):
+    path: str
+    version: int
+
+
+def _fs() -> FileSystem:
+    return services().files
+
+
+async def _access(project_id: str, need: str = "viewer") -> tuple[UUID, Principal]:
+    caller = await principal()
+    async with services().pool.acquire() as conn:
+        project = await project_for(conn, project_id, caller.user_id, need)
+    return project.id, caller
+
+
+def _optional_int(name: str, minimum: int = 0) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not re.fullmatch(r"\d{1,9}", raw) or int(raw) < minimum:
+        raise APIError(
+            400, "validation_error", f"{name!r} must be an integer of at least {minimum}"
+        )
+    return int(raw)
+
+
+def _required_int(name: str, minimum: int = 0) -> int:
+    value = _optional_int(name, minimum)
+    if value is None:
+        raise APIError(400, "validation_error", f"the query parameter {name!r} is required")
+    return value
+
+
+def _str_arg(name: str) -> str:
+    raw = request.args.get(name)
+    if not raw:
+        raise APIError(400, "validation_error", f"the query parameter {name!r} is required")
+    return raw
+
+
+def _content_out(found: FileContent) -> dict[str, Any]:
+    text = found.text
+    return {
+        "path": found.path,
+        "content": text if text is not None else base64.b64encode(found.content).decode(),
+        "encoding": "utf-8" if text is not None else "base64",
+        "version": found.version,
+        "language": found.language,
+        "size": found.size,
+        "sha256": found.sha256,
+        "updated_at": found.updated_at.isoformat(),
+    }
+
+
+@blueprint.get("/files")
+@require_auth
+@document_querystring(ListQuery)
+async def list_files(project_id: str) -> dict[str, Any]:
+    pid, _ = await _access(project_id)
+    try:
+        prefix = normalize_prefix(request.args.get("prefix", ""))
+    except InvalidPath as exc:
+        raise APIError(400, "invalid_path", f"invalid prefix: {exc.reason}") from None
+    rows = await _fs().listing(pid, prefix)
+    return {"items": [row.listing() for row in rows]}
+
+
+@blueprint.get("/files/<path:path>")
+@require_auth
+@document_querystring(ReadQuery)
+async def read_file(project_id: str, path: str) -> dict[str, Any]:
+    pid, _ = await _access(project_id)
+    version = _optional_int("version", minimum=1)
+    found = await _fs().read(pid, path, version)
+    if found is None:
+        raise not_found("file" if version is None else "file version")
+    return _content_out(found)
+
+
+@blueprint.put("/files/<path:path>")
+@require_auth
+@body_limit("max_file_bytes")
+@validate_request(FileWrite)
+@document_response(WriteOut, 201)
+async def write_file(project_id: str, path: str, data: FileWrite) -> tuple[dict[str, Any], int]:
+    pid, caller = await _access(project_id, "editor")
+    if data.encoding == "base64":
+        try:
+            content = base64.b64decode(data.content, validate=True)
+        except (binascii.Error, ValueError):
+            raise APIError(400, "invalid_base64", "content is not valid base64") from None
+    else:
+        content = data.content.encode("utf-8", errors="surrogatepass")
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in data.content):
+            raise APIError(400, "invalid_encoding", "content contains lone surrogates")
+    result = await _fs().write(
+        pid,
+        path,
+        content,
+        author_id=caller.user_id,
+        message=data.message,
+        base_version=data.base_version,
+    )
+    return {"path": result.path, "version": result.version}, 201 if result.created else 200
+
+
+@blueprint.delete("/files/<path:path>")
+@require_auth
+async def delete_file(project_id: str, path: str) -> tuple[str, int]:
+    pid, caller = await _access(project_id, "editor")
+    await _fs().delete(pid, path, author_id=caller.user_id)
+    return "", 204
+
+
+@blueprint.post("/fs/move")
+@require_auth
+@validate_request(MoveIn)
+async def move(project_id: str, data: MoveIn) -> dict[str, Any]:
+    pid, caller = await _access(project_id, "editor")
+    pairs = await _fs().move(pid, data.source, data.target, author_id=caller.user_id)
+    return {"moved": [{"from": old, "to": new} for old, new in pairs]}
+
+
+@blueprint.get("/history")
+@require_auth
+async def history(project_id: str) -> dict[str, Any]:
+    pid, _ = await _access(project_id)
+    versions = await _fs().history(pid, _str_arg("path"))
+    if versions is None:
+        raise not_found("file")
+    return {"items": [v.public() for v in versions]}
+
+
+@blueprint.get("/diff")
+@require_auth
+async def diff(project_id: str) -> dict[str, Any]:
+    pid, _ = await _access(project_id)
+    path = _str_arg("path")
+    old, new = _required_int("from", minimum=1), _required_int("to", minimum=1)
+    return {"diff": await _fs().diff(pid, path, old, new)}
+
+
+@blueprint.post("/restore")
+@require_auth
+@validate_request(RestoreIn)
+@document_response(WriteOut)
+async def restore(project_id: str, data: RestoreIn) -> dict[str, Any]:
+    pid, caller = await _access(project_id, "editor")
+    result = await _fs().restore(pid, data.path, data.version, author_id=caller.user_id)
+    return {"path": result.path, "version": result.version}
+
+
+def glob_to_regex(glob: str) -> str:
+    """A path glob (`*` within a folder, `**` across folders, `?`) as a POSIX regex."""
+    out, i = [], 0
+    while i < len(glob):
+        char = glob[i]
+        if glob.startswith("**/", i):
+            out.append("(.*/)?")
+            i += 3
+            continue
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        out.append({"*": "[^/]*", "?": "[^/]"}.get(char) or re.escape(char))
+        i += 1
+    return "^" + "".join(out) + "$"
+
+
+@blueprint.get("/search")
+@require_auth
+async def search(project_id: str) -> dict[str, Any]:
+    pid, _ = await _access(project_id)
+    query = _str_arg("q")
+    if len(query) > 1000:
+        raise APIError(400, "validation_error", "'q' is longer than 1000 characters")
+    regex = request.args.get("regex", "false").lower()
+    if regex not in ("true", "false", "1", "0"):
+        raise APIError(400, "validation_error", "'regex' must be true or false")
+    glob = request.args.get("glob") or None
+    hits = await _fs().search(
+        pid,
+        query,
+        regex=regex in ("true", "1"),
+        path_regex=glob_to_regex(glob) if glob else None,
+    )
+    return {
+        "items": [
+            {
+                "path": hit.path,
+                "line": hit.line,
+                # Columns count UTF-16 code units, like every position in the protocol.
+                "column": utf16_len(hit.preview[: hit.column - 1]) + 1,
+                "preview": hit.preview[:PREVIEW_CHARS],
+            }
+            for hit in hits
+        ]
+    }
+
+
+@blueprint.get("/archive")
+@require_auth
+async def export_archive(project_id: str) -> Response:
+    pid, _ = await _access(project_id)
+    fs = _fs()
+    rows = await fs.listing(pid)
+    archive = await asyncio.to_thread(write_archive, rows, fs.blobs)
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            with archive.open("rb") as fh:
+                while chunk := await asyncio.to_thread(fh.read, 256 * 1024):
+                    yield chunk
+        finally:
+            archive.unlink(missing_ok=True)
+
+    response = Response(stream(), mimetype="application/gzip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{pid}.tar.gz"'
+    return response
+
+
+@blueprint.post("/archive")
+@require_auth
+@body_limit("max_archive_bytes")
+async def import_archive(project_id: str) -> dict[str, Any]:
+    pid, caller = await _access(project_id, "editor")
+    config = services().config
+    data = await request.get_data(as_text=False)
+    assert isinstance(data, bytes)
+    limits = ArchiveLimits(
+        max_entries=config.max_archive_entries,
+        max_total_bytes=config.max_archive_bytes * 8,
+        max_file_bytes=config.max_file_bytes,
+    )
+    try:
+        items = await asyncio.to_thread(read_archive, data, limits)
+    except ArchiveError as exc:
+        raise APIError(400, "invalid_archive", exc.message, details=dict(exc.details)) from None
+    results = await _fs().write_many(
+        pid, items, author_id=caller.user_id, message="imported from an archive"
+    )
+    return {"files": [{"path": r.path, "version": r.version} for r in results]}

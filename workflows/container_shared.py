@@ -1,0 +1,331 @@
+"""Dataclasses, names and retry policies of the container workflows and Docker activities.
+
+Kept apart from `workflows/shared.py` so the container work evolves on its own. One dataclass
+in, one dataclass out; every field has a default where a later addition must not break callers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# Labels every container we create carries, so it can always be found again.
+LABEL_MANAGED = "dev.vaporform.managed"
+LABEL_PROJECT = "dev.vaporform.project"
+LABEL_WORKFLOW = "dev.vaporform.workflow"
+LABEL_CREATED_BY = "dev.vaporform.created-by"
+
+DEFAULT_IDLE_TIMEOUT_S = 30 * 60
+RECONCILE_SCHEDULE_ID = "container-reconciler"
+
+# Docker calls are short; a busy engine gets a few quick retries, not minutes of them.
+DOCKER_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=5,
+)
+
+# Error types raised by the Docker activities as non-retryable ApplicationErrors.
+IMAGE_NOT_FOUND = "ImageNotFound"
+NOT_HEALTHY = "ContainerNotHealthy"
+NAME_TAKEN = "ContainerNameTaken"
+CONTAINER_GONE = "ContainerGone"
+
+
+class Status:
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+def container_workflow_id(project_id: str) -> str:
+    return f"container-{project_id}"
+
+
+def container_name(project_id: str) -> str:
+    return f"vaporform-{project_id}"
+
+
+def docker_task_queue(host: str) -> str:
+    """The queue of the Docker activities of one engine: one worker per Docker host."""
+    return f"docker-{host}"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float = 1.0
+    memory_mb: int = 512
+    pids: int = 256
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    image: str
+    resources: Resources = field(default_factory=Resources)
+    ports: list[int] = field(default_factory=list)
+    network: str = "none"  # "none" | "bridge"
+
+
+# --- workflow input, state and messages -------------------------------------------------
+
+
+@dataclass
+class ContainerState:
+    status: str = Status.STOPPED
+    spec: ContainerSpec | None = None
+    container_id: str | None = None
+    # container port ("3000") -> the port on 127.0.0.1 of the Docker host
+    ports: dict[str, int] = field(default_factory=dict)
+    started_at: str | None = None  # ISO 8601
+    idle_deadline: str | None = None  # ISO 8601
+    error: str | None = None
+    started_by: str | None = None
+    generation: int = 0  # how many containers this project has had
+
+
+@dataclass(frozen=True)
+class ContainerWorkflowInput:
+    project_id: str
+    user_id: str
+    docker_queue: str
+    idle_timeout_s: int = DEFAULT_IDLE_TIMEOUT_S
+    # continue-as-new when the history grows past this many events
+    max_history_events: int = 2_000
+    health_timeout_s: float = 20.0
+    state: ContainerState | None = None
+
+
+@dataclass(frozen=True)
+class EnsureRunningInput:
+    spec: ContainerSpec
+    requested_by: str
+
+
+@dataclass(frozen=True)
+class StopInput:
+    requested_by: str | None = None
+    reason: str = "requested"
+
+
+@dataclass(frozen=True)
+class TouchInput:
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True)
+class VanishedInput:
+    container_id: str
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    project_id: str
+    workflow_id: str
+    status: str
+    container_id: str | None = None
+    image: str | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    resources: Resources | None = None
+    network: str | None = None
+    started_at: str | None = None
+    idle_deadline: str | None = None
+    error: str | None = None
+    docker_queue: str | None = None
+
+
+# --- activity inputs and outputs ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    image: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    image: str
+    image_id: str
+
+
+@dataclass(frozen=True)
+class WorkspaceInput:
+    project_id: str
+
+
+@dataclass(frozen=True)
+class WorkspaceOutput:
+    path: str
+
+
+@dataclass(frozen=True)
+class CreateContainerInput:
+    project_id: str
+    workflow_id: str
+    created_by: str
+    spec: ContainerSpec
+    workspace: str
+
+
+@dataclass(frozen=True)
+class CreateContainerOutput:
+    container_id: str
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerRef:
+    container_id: str
+
+
+@dataclass(frozen=True)
+class WaitHealthyInput:
+    container_id: str
+    timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    container_id: str
+    exists: bool
+    status: str | None = None  # Docker's: created, running, exited, ...
+    ports: dict[str, int] = field(default_factory=dict)
+    started_at: str | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+
+
+@dataclass(frozen=True)
+class StopContainerInput:
+    container_id: str
+    timeout_s: int = 5
+
+
+@dataclass(frozen=True)
+class RemovedOutput:
+    removed: bool
+
+
+@dataclass(frozen=True)
+class ExecInput:
+    container_id: str
+    command: list[str]
+    timeout_s: float = 30.0
+    output_cap_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ExecOutput:
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_ms: int
+    truncated: bool
+    timed_out: bool
+
+
+@dataclass(frozen=True)
+class ExecWorkflowInput:
+    project_id: str
+    docker_queue: str
+    exec: ExecInput
+
+
+@dataclass(frozen=True)
+class LogsInput:
+    container_id: str
+    tail: int = 200
+
+
+@dataclass(frozen=True)
+class LogsOutput:
+    text: str
+
+
+@dataclass(frozen=True)
+class ListContainersInput:
+    project_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ManagedContainer:
+    container_id: str
+    name: str
+    project_id: str
+    workflow_id: str
+    status: str
+    created_at: str = ""  # ISO 8601, from the engine
+
+
+@dataclass(frozen=True)
+class ListContainersOutput:
+    items: list[ManagedContainer]
+
+
+@dataclass(frozen=True)
+class ListImagesInput:
+    prefix: str = "vaporform/runtime-"
+
+
+@dataclass(frozen=True)
+class RuntimeImageInfo:
+    name: str
+    description: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ListImagesOutput:
+    items: list[RuntimeImageInfo]
+
+
+@dataclass(frozen=True)
+class ListImagesWorkflowInput:
+    docker_queue: str
+    prefix: str = "vaporform/runtime-"
+
+
+@dataclass(frozen=True)
+class ReconcileInput:
+    docker_queue: str
+    # A labelled container younger than this is left alone: its workflow may not be visible yet.
+    grace_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class ReconcileOutput:
+    removed: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClassifyInput:
+    docker_queue: str
+    containers: list[ManagedContainer]
+    grace_s: float
+
+
+@dataclass(frozen=True)
+class VanishedContainer:
+    workflow_id: str
+    container_id: str
+
+
+@dataclass(frozen=True)
+class ClassifyOutput:
+    orphans: list[str] = field(default_factory=list)  # container ids to remove
+    vanished: list[VanishedContainer] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NotifyVanishedInput:
+    items: list[VanishedContainer]
+
+
+@dataclass(frozen=True)
+class NotifyOutput:
+    notified: int

@@ -1,0 +1,169 @@
+"""Per-project entity workflow for the follow-up work of file changes, and retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.client import Client
+
+from workflows.files_shared import (
+    BATCHES_BEFORE_CONTINUE_AS_NEW,
+    DEBOUNCE,
+    IDLE_EXIT,
+    MAX_BATCH_DELAY,
+    ChangedPaths,
+    FilesChanged,
+    ProjectRef,
+    RetentionInput,
+    RetentionOutput,
+    VersioningState,
+    WorkspaceImportInput,
+    versioning_workflow_id,
+)
+from workflows.shared import DB_RETRY, search_attributes
+
+with workflow.unsafe.imports_passed_through():
+    from activities.files import FileActivities
+
+# Past this many distinct paths a batch rescans the whole workspace instead.
+MAX_TRACKED_PATHS = 1000
+
+
+@workflow.defn(name="Versioning")
+class VersioningWorkflow:
+    def __init__(self) -> None:
+        self._paths: set[str] = set()
+        self._origins: set[str] = set()
+        self._overflow = False
+        self._last_signal = 0
+        self._seen = 0
+
+    @workflow.signal
+    def files_changed(self, change: FilesChanged) -> None:
+        self._origins.add(change.origin)
+        if change.full_scan or len(self._paths) + len(change.paths) > MAX_TRACKED_PATHS:
+            self._overflow = True
+        else:
+            self._paths.update(change.paths)
+        self._last_signal += 1
+
+    @workflow.query
+    def pending(self) -> list[str]:
+        return sorted(self._paths)
+
+    def _signalled_since(self) -> bool:
+        return self._last_signal != self._seen
+
+    def _has_work(self) -> bool:
+        return bool(self._origins)
+
+    async def _debounce(self) -> None:
+        deadline = workflow.now() + MAX_BATCH_DELAY
+        while workflow.now() < deadline:
+            self._seen = self._last_signal
+            try:
+                await workflow.wait_condition(self._signalled_since, timeout=DEBOUNCE)
+            except TimeoutError:
+                return
+
+    @workflow.run
+    async def run(self, state: VersioningState) -> None:
+        self._paths.update(state.pending_paths)
+        self._origins.update(state.pending_origins)
+        batches = state.batches
+        while True:
+            try:
+                await workflow.wait_condition(self._has_work, timeout=IDLE_EXIT)
+            except TimeoutError:
+                if not self._has_work():
+                    return
+            await self._debounce()
+            paths, origins, overflow = sorted(self._paths), set(self._origins), self._overflow
+            self._paths, self._origins, self._overflow = set(), set(), False
+            await self._handle(state.project_id, paths, origins, overflow)
+            batches += 1
+            if (
+                batches >= BATCHES_BEFORE_CONTINUE_AS_NEW
+                or workflow.info().is_continue_as_new_suggested()
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    VersioningState(
+                        project_id=state.project_id,
+                        pending_paths=sorted(self._paths),
+                        pending_origins=sorted(self._origins),
+                        batches=0,
+                    )
+                )
+
+    async def _handle(
+        self, project_id: str, paths: list[str], origins: set[str], overflow: bool
+    ) -> None:
+        changed = list(paths)
+        if "workspace" in origins:
+            # Programs in the container changed files: import them as versions first.
+            report = await workflow.execute_activity_method(
+                FileActivities.import_workspace_changes,
+                WorkspaceImportInput(project_id, None if overflow else paths),
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=DB_RETRY,
+            )
+            changed = sorted(set(report.imported) | set(report.deleted))
+            if not changed and origins == {"workspace"}:
+                return  # our own mirror writes echoing back: nothing new
+        await workflow.execute_activity_method(
+            FileActivities.refresh_project_stats,
+            ProjectRef(project_id),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DB_RETRY,
+        )
+        await workflow.execute_activity_method(
+            FileActivities.publish_file_changes,
+            ChangedPaths(project_id, changed, ",".join(sorted(origins))),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_RETRY,
+        )
+
+
+@workflow.defn(name="FilesRetention")
+class RetentionWorkflow:
+    """Prunes versions beyond each project's policy, then collects unreferenced blobs."""
+
+    @workflow.run
+    async def run(self, data: RetentionInput) -> RetentionOutput:
+        pruned = await workflow.execute_activity_method(
+            FileActivities.prune_versions,
+            data,
+            start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=DB_RETRY,
+        )
+        collected = await workflow.execute_activity_method(
+            FileActivities.collect_garbage,
+            data,
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=DB_RETRY,
+        )
+        return RetentionOutput(
+            versions_pruned=pruned.versions_pruned,
+            blobs_deleted=collected.blobs_deleted,
+            blobs_kept=collected.blobs_kept,
+        )
+
+
+async def signal_files_changed(
+    client: Client, task_queue: str, project_id: str, paths: list[str] | None, origin: str
+) -> None:
+    """Signal-with-start the project's versioning entity; `paths=None` asks for a full scan."""
+    await client.start_workflow(
+        VersioningWorkflow.run,
+        VersioningState(project_id=project_id),
+        id=versioning_workflow_id(project_id),
+        task_queue=task_queue,
+        start_signal="files_changed",
+        start_signal_args=[FilesChanged(paths=paths or [], origin=origin, full_scan=paths is None)],
+        search_attributes=search_attributes(project_id),
+    )
