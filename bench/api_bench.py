@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -23,38 +21,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import stack
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-async def measure(
-    name: str,
-    clients: int,
-    total: int,
-    call: Callable[[httpx.AsyncClient, int], Awaitable[None]],
-    client: httpx.AsyncClient,
-) -> None:
-    latencies: list[float] = []
-    counter = iter(range(total))
-
-    async def run_client() -> None:
-        for i in counter:
-            started = time.perf_counter()
-            await call(client, i)
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(run_client() for _ in range(clients)))
-    elapsed = time.perf_counter() - began
-    print(
-        f"{name:<24} n={len(latencies):>5}  {len(latencies) / elapsed:8.1f} req/s  "
-        f"p50={percentile(latencies, 50):7.2f} ms  p95={percentile(latencies, 95):7.2f} ms  "
-        f"p99={percentile(latencies, 99):7.2f} ms  mean={statistics.fmean(latencies):7.2f} ms"
-    )
+from bench.stats import measure, percentile
 
 
 async def bench(url: str, clients: int, total: int, logins: int) -> None:
@@ -70,27 +37,27 @@ async def bench(url: str, clients: int, total: int, logins: int) -> None:
         for i in range(20):  # a realistic listing, not an empty one
             await client.post("/api/v1/projects", json={"name": f"seed {i}"}, headers=headers)
 
-        async def create(c: httpx.AsyncClient, i: int) -> None:
-            r = await c.post("/api/v1/projects", json={"name": f"p{i}"}, headers=headers)
+        async def create(i: int) -> None:
+            r = await client.post("/api/v1/projects", json={"name": f"p{i}"}, headers=headers)
             assert r.status_code == 201, r.text
 
-        async def listing(c: httpx.AsyncClient, i: int) -> None:
-            r = await c.get("/api/v1/projects?limit=20", headers=headers)
+        async def listing(i: int) -> None:
+            r = await client.get("/api/v1/projects?limit=20", headers=headers)
             assert r.status_code == 200, r.text
 
-        async def login(c: httpx.AsyncClient, i: int) -> None:
-            r = await c.post("/api/v1/auth/login", json={"email": email, "password": password})
+        async def login(i: int) -> None:
+            r = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
             assert r.status_code == 200, r.text
 
         warm = min(200, total)
-        await measure("warm-up", clients, warm, listing, client)
-        await measure("GET /api/v1/projects", clients, total, listing, client)
-        await measure("POST /api/v1/projects", clients, total, create, client)
-        await measure("POST /api/v1/auth/login", clients, logins, login, client)
+        await measure("warm-up", clients, warm, listing)
+        await measure("GET /api/v1/projects", clients, total, listing)
+        await measure("POST /api/v1/projects", clients, total, create)
+        await measure("POST /api/v1/auth/login", clients, logins, login)
         one = []
         for _ in range(20):
             started = time.perf_counter()
-            await login(client, 0)
+            await login(0)
             one.append((time.perf_counter() - started) * 1000)
         print(f"login, one client       p50={percentile(one, 50):7.2f} ms (argon2id cost alone)")
 

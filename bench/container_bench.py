@@ -21,8 +21,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.api_bench import percentile
 from bench.stack import stack
+from bench.stats import percentile
 
 IMAGE = "vaporform/runtime-busybox:latest"
 

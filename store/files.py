@@ -24,6 +24,7 @@ class FileRow:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
+    mirror_stat: str | None = None
 
     def listing(self) -> dict[str, Any]:
         return {
@@ -70,7 +71,7 @@ class SearchHit:
 
 _FILE = (
     "id, project_id, path, encoding, language, mode, size, sha256, version, created_at, "
-    "updated_at, deleted_at"
+    "updated_at, deleted_at, mirror_stat"
 )
 
 
@@ -157,6 +158,19 @@ async def add_version(
         author_id,
         author_kind,
         message,
+    )
+
+
+async def set_mirror_stat(conn: Conn, project_id: UUID, stats: dict[str, str]) -> None:
+    await conn.execute(
+        """
+        UPDATE files f SET mirror_stat = s.stat
+        FROM unnest($2::text[], $3::text[]) AS s(path, stat)
+        WHERE f.project_id = $1 AND f.path = s.path
+        """,
+        project_id,
+        list(stats),
+        list(stats.values()),
     )
 
 

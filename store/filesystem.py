@@ -288,22 +288,28 @@ class FileSystem:
         async with self._writing(project_id) as conn:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", GC_LOCK)
+                digests = await self._store_blobs([content for _, content in checked])
+                budget = _FileBudget()
                 results = [
                     await self._write_locked(
                         conn,
                         project_id,
                         path,
                         content,
+                        digest,
+                        budget,
                         author_id,
                         author_kind,
                         message,
                         bases.get(path),
                     )
-                    for path, content in checked
+                    for (path, content), digest in zip(checked, digests, strict=True)
                 ]
-            for (path, content), result in zip(checked, results, strict=True):
-                if result.changed:
-                    await self._mirror(project_id, path, content)
+            await self._mirror_all(
+                conn,
+                project_id,
+                [item for item, result in zip(checked, results, strict=True) if result.changed],
+            )
         changed = [r.path for r in results if r.changed]
         if changed:
             await self._notify(project_id, changed, author_kind)
@@ -382,18 +388,28 @@ class FileSystem:
     def _writing(self, project_id: UUID) -> _ProjectLock:
         return _ProjectLock(self.pool, project_id, exclusive=False)
 
+    async def _store_blobs(self, contents: list[bytes]) -> list[str]:
+        """Store blobs a few at a time in threads: each write waits on its own fsync."""
+        digests: list[str] = []
+        for start in range(0, len(contents), 32):
+            chunk = contents[start : start + 32]
+            digests.extend(await asyncio.gather(*(self.blobs.put(c) for c in chunk)))
+        return digests
+
     async def _write_locked(
         self,
         conn: Conn,
         project_id: UUID,
         path: str,
         content: bytes,
+        sha256: str,
+        budget: _FileBudget,
         author_id: UUID | None,
         author_kind: str,
         message: str,
         base_version: int | None,
     ) -> WriteResult:
-        sha256 = await self.blobs.put(content)
+        """One new version; the caller holds the locks and stored the blob (`sha256`)."""
         row = await files.get(conn, project_id, path, for_update=True)
         if row is None:
             await files.insert_placeholder(conn, project_id, path)
@@ -405,11 +421,8 @@ class FileSystem:
             raise VersionConflict(current)
         if live and row.sha256 == sha256:
             return WriteResult(path, row.version, created=False, changed=False)
-        if not live and await files.count_live(conn, project_id) >= self.limits.max_files:
-            raise TooManyFiles(
-                f"the project has {self.limits.max_files} files, the limit",
-                limit=self.limits.max_files,
-            )
+        if not live:
+            await budget.claim(conn, project_id, self.limits.max_files)
         encoding, text = classify(content)
         number = row.version + 1
         await files.add_version(
@@ -464,7 +477,7 @@ class FileSystem:
             self._own(folder)
         return target
 
-    def _mirror_sync(self, project_id: UUID, path: str, content: bytes) -> None:
+    def _mirror_sync(self, project_id: UUID, path: str, content: bytes) -> str:
         root = self.workspace(project_id)
         if not root.exists():
             root.mkdir(parents=True, exist_ok=True)
@@ -480,9 +493,22 @@ class FileSystem:
         tmp.write_bytes(content)
         self._own(tmp)
         os.replace(tmp, target)
+        return stat_key(target.lstat())
 
-    async def _mirror(self, project_id: UUID, path: str, content: bytes) -> None:
-        await asyncio.to_thread(self._mirror_sync, project_id, path, content)
+    async def _mirror_all(
+        self, conn: Conn, project_id: UUID, items: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """Write files into the workspace and remember their stat so scans can skip them.
+
+        Uses the caller's connection (which holds the project lock): taking a second one from
+        the pool here would deadlock once every pooled connection is a writer waiting for one.
+        """
+        if not items:
+            return
+        stats = await asyncio.to_thread(
+            lambda: {path: self._mirror_sync(project_id, path, content) for path, content in items}
+        )
+        await files.set_mirror_stat(conn, project_id, stats)
 
     def _unmirror(self, project_id: UUID, path: str) -> None:
         target = self.workspace(project_id) / path
@@ -502,7 +528,8 @@ class FileSystem:
         count = 0
         async with _ProjectLock(self.pool, project_id, exclusive=True) as conn:
             for row in await files.live(conn, project_id):
-                await self._mirror(project_id, row.path, await self.blobs.get(row.sha256))
+                content = await self.blobs.get(row.sha256)
+                await self._mirror_all(conn, project_id, [(row.path, content)])
                 count += 1
         return count
 
@@ -527,15 +554,24 @@ class FileSystem:
             else:
                 candidates = set(paths)
             changed: list[str] = []
+            seen_stats: dict[str, str] = {}
+            budget = _FileBudget()
             for raw in sorted(candidates):
                 try:
                     path = normalize_path(raw)
                 except InvalidPath as exc:
                     report.skipped[raw] = exc.reason
                     continue
+                known_row = known.get(path)
                 content, why = await asyncio.to_thread(
-                    _read_regular, root, path, self.limits.max_file_bytes
+                    _read_regular,
+                    root,
+                    path,
+                    self.limits.max_file_bytes,
+                    known_row.mirror_stat if known_row else None,
                 )
+                if why == "unchanged":
+                    continue
                 if why == "missing":
                     row = known.get(path)
                     if row is not None:
@@ -547,25 +583,32 @@ class FileSystem:
                 if content is None:
                     report.skipped[path] = why
                     continue
-                async with conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", GC_LOCK)
-                    try:
+                try:
+                    # One transaction per file: a refused file does not hold back the others.
+                    async with conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", GC_LOCK)
                         result = await self._write_locked(
                             conn,
                             project_id,
                             path,
                             content,
+                            await self.blobs.put(content),
+                            budget,
                             None,
                             "container",
                             "changed in the workspace",
                             None,
                         )
-                    except FileSystemError as exc:
-                        report.skipped[path] = exc.message
-                        continue
+                except FileSystemError as exc:
+                    budget.live = None  # the rolled-back claim: count again next time
+                    report.skipped[path] = exc.message
+                    continue
+                seen_stats[path] = why
                 if result.changed:
                     report.imported.append(path)
                     changed.append(path)
+            if seen_stats:
+                await files.set_mirror_stat(conn, project_id, seen_stats)
         if changed:
             await self._notify(project_id, changed, "container")
         return report
@@ -583,13 +626,22 @@ def _walk(root: Path) -> list[str]:
     return found
 
 
-def _read_regular(root: Path, path: str, limit: int) -> tuple[bytes | None, str]:
-    """The bytes of a regular file inside `root`, refusing links, devices and giants."""
+def stat_key(info: os.stat_result) -> str:
+    return f"{info.st_size}:{info.st_mtime_ns}"
+
+
+def _read_regular(
+    root: Path, path: str, limit: int, known_stat: str | None
+) -> tuple[bytes | None, str]:
+    """The bytes of a regular file inside `root` and its stat key, refusing links, devices and
+    giants; (None, "unchanged") when its stat is still `known_stat`."""
     target = root / path
     try:
         info = target.lstat()
     except FileNotFoundError:
         return None, "missing"
+    if known_stat is not None and stat_key(info) == known_stat and stat.S_ISREG(info.st_mode):
+        return None, "unchanged"
     if not stat.S_ISREG(info.st_mode):
         return None, "not a regular file"
     # A parent folder swapped for a symlink would let the path escape: refuse it.
@@ -599,7 +651,21 @@ def _read_regular(root: Path, path: str, limit: int) -> tuple[bytes | None, str]
         return None, f"larger than {limit} bytes"
     fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as fh:
-        return fh.read(limit + 1), "ok"
+        return fh.read(limit + 1), stat_key(os.fstat(fh.fileno()))
+
+
+@dataclass(slots=True)
+class _FileBudget:
+    """Live files of a project, counted once per batch instead of once per new file."""
+
+    live: int | None = None
+
+    async def claim(self, conn: Conn, project_id: UUID, limit: int) -> None:
+        if self.live is None:
+            self.live = await files.count_live(conn, project_id)
+        if self.live >= limit:
+            raise TooManyFiles(f"the project has {limit} files, the limit", limit=limit)
+        self.live += 1
 
 
 class _ProjectLock:

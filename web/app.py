@@ -13,11 +13,12 @@ from temporalio.client import Client as TemporalClient
 
 from store.db import create_pool
 from store.ephemeral import open_ephemeral
-from store.filesystem import ChangeEvent, build_filesystem
+from store.filesystem import build_filesystem
 from vaporform import __version__
 from vaporform.config import Config
 from vaporform.logs import request_id
 from web import terminal
+from web.announcer import Announcer
 from web.auth import init_auth
 from web.blueprints import auth as auth_bp
 from web.blueprints import chat as chat_bp
@@ -35,6 +36,7 @@ from workflows.versioning import signal_files_changed
 log = logging.getLogger("vaporform.web")
 
 # A client's request id is echoed only if it is short and plain; anything else is replaced.
+ANNOUNCER_KEY = "vaporform.announcer"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -42,6 +44,8 @@ def create_app(config: Config) -> Quart:
     app = Quart("vaporform")
     # "a//b" must reach the path gate as written (and be refused), not be quietly merged.
     app.url_map.merge_slashes = False
+    # An archive import of many files is one long transaction; Quart's default is 60 s.
+    app.config["RESPONSE_TIMEOUT"] = 600
     # The largest body any route takes; web/limits.py gives each route its own, smaller cap.
     app.config["MAX_CONTENT_LENGTH"] = max(
         config.max_body_bytes, config.max_archive_bytes, config.max_file_bytes * 2
@@ -78,10 +82,12 @@ def create_app(config: Config) -> Quart:
             config.temporal_address, namespace=config.temporal_namespace, lazy=True
         )
 
-        async def announce(event: ChangeEvent) -> None:
-            await signal_files_changed(
-                temporal, config.task_queue, str(event.project_id), list(event.paths), event.origin
-            )
+        async def signal(project_id: str, paths: list[str], origin: str) -> None:
+            await signal_files_changed(temporal, config.task_queue, project_id, paths, origin)
+
+        announcer = Announcer(signal)
+        announcer.start()
+        app.extensions[ANNOUNCER_KEY] = announcer
 
         app.extensions[EXTENSION_KEY] = Services(
             config=config,
@@ -93,11 +99,14 @@ def create_app(config: Config) -> Quart:
                 memory_kib=config.argon2_memory_kib,
                 parallelism=config.argon2_parallelism,
             ),
-            files=build_filesystem(config, pool, notifier=announce),
+            files=build_filesystem(config, pool, notifier=announcer),
         )
 
     @app.after_serving
     async def _stop() -> None:
+        announcer: Announcer | None = app.extensions.pop(ANNOUNCER_KEY, None)
+        if announcer is not None:
+            await announcer.close()
         found: Services | None = app.extensions.pop(EXTENSION_KEY, None)
         if found is not None:
             await found.pool.close()

@@ -14,6 +14,9 @@ CREATE TABLE files (
     version integer NOT NULL,
     -- The current text of a live UTF-8 file, kept here so search runs in PostgreSQL.
     content text,
+    -- "size:mtime_ns" of the workspace copy as this system last wrote or read it: a scan skips
+    -- files whose stat still matches instead of reading and hashing them.
+    mirror_stat text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     deleted_at timestamptz

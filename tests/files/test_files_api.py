@@ -298,3 +298,15 @@ async def test_hostile_archives_are_rejected_whole(http: httpx.AsyncClient, data
     assert listed.json()["items"] == [], "nothing of a rejected archive may be written"
     escaped = [p for p in data_dir.rglob("escape*")]
     assert escaped == []
+
+
+async def test_more_concurrent_writers_than_pooled_connections(
+    http: httpx.AsyncClient, config: Any
+) -> None:
+    owner, pid = await _project(http)
+    writers = config.db_pool_max * 3
+    results = await asyncio.wait_for(
+        asyncio.gather(*(_put(http, owner, pid, f"many/f{i}.txt", str(i)) for i in range(writers))),
+        timeout=60,
+    )
+    assert [r.status_code for r in results] == [201] * writers

@@ -16,8 +16,9 @@ from quart import Blueprint, current_app, websocket
 from collab.broker import open_broker
 from collab.files import FileSystemFiles
 from collab.hub import Hub
-from collab.session import OVERFLOW_CLOSE_CODE, Session
+from collab.session import Session
 from store import users
+from store.collab import create_lean_pool
 from store.filesystem import ChangeEvent
 from web.access import project_for
 from web.auth import principal
@@ -29,19 +30,25 @@ blueprint = Blueprint("collab", __name__, url_prefix="/api/v1/projects")
 HUB_KEY = "vaporform.collab"
 
 
-def collab_hub() -> Hub:
+async def collab_hub() -> Hub:
     found: Hub | None = current_app.extensions.get(HUB_KEY)
     if found is None:
-        found = _build_hub()
-        current_app.extensions[HUB_KEY] = found
+        lock: asyncio.Lock = current_app.extensions.setdefault(HUB_KEY + ".lock", asyncio.Lock())
+        async with lock:
+            found = current_app.extensions.get(HUB_KEY)
+            if found is None:
+                found = await _build_hub()
+                current_app.extensions[HUB_KEY] = found
     return found
 
 
-def _build_hub() -> Hub:
+async def _build_hub() -> Hub:
     found = services()
     config = found.config
+    # Commits get a pool of their own, of connections that skip the reset on release.
+    pool = await create_lean_pool(config.database_url, max_size=max(2, config.db_pool_max // 2))
     hub = Hub(
-        found.pool,
+        pool,
         open_broker(config.redis_url, config.redis_prefix),
         FileSystemFiles(found.files),
         config.collab,
@@ -64,6 +71,7 @@ async def _close_hub() -> None:
     found: Hub | None = current_app.extensions.pop(HUB_KEY, None)
     if found is not None:
         await found.close()
+        await found.pool.close()
 
 
 @blueprint.websocket("/<project_id>/collab")
@@ -80,20 +88,32 @@ async def collab(project_id: str) -> Any:
         response.headers.update(exc.headers)
         return response
     await websocket.accept()
-    hub = collab_hub()
+    hub = await collab_hub()
     room = await hub.enter(project.id)
     session = Session(
-        room, user_id=user.id, name=user.name, role=project.role, settings=hub.settings
+        room,
+        user_id=user.id,
+        name=user.name,
+        role=project.role,
+        settings=hub.settings,
+        batching=websocket.args.get("batch") == "1",
     )
+    kicked = asyncio.Event()
+    session.on_kick = kicked.set
     await session.start()
     writer = asyncio.ensure_future(_pump_out(session))
     reader = asyncio.ensure_future(_pump_in(session))
+    stuck = asyncio.ensure_future(kicked.wait())
     try:
-        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({writer, reader, stuck}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (writer, reader):
+        for task in (writer, reader, stuck):
             task.cancel()
-        await asyncio.gather(writer, reader, return_exceptions=True)
+        await asyncio.gather(writer, reader, stuck, return_exceptions=True)
+        if session.close_code is not None:
+            # The writer may be blocked on a full socket: don't wait for ever to say goodbye.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(websocket.close(session.close_code, session.close_reason), 2)
         with contextlib.suppress(Exception):
             await session.close()
         await hub.exit(room)
@@ -108,6 +128,9 @@ async def _pump_out(session: Session) -> None:
     while True:
         text = await session.outbox.get()
         if text is None:
-            await websocket.close(OVERFLOW_CLOSE_CODE, "too slow: re-join to resync")
             return
+        if session.batching and not session.outbox.empty():
+            text = session.batch(text)
+            if text is None:
+                return
         await websocket.send(text)
