@@ -11,55 +11,59 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
-import time
 import uuid
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.loadclient import ConnectionPool
 from bench.stack import stack
-from bench.stats import measure, percentile
+from bench.stats import measure
 
 
 async def bench(url: str, clients: int, total: int, logins: int) -> None:
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        password = "correct horse battery staple"
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        registered = await client.post(
-            "/api/v1/auth/register", json={"email": email, "password": password, "name": "Bench"}
+    pool = ConnectionPool(url, clients)
+    await pool.open()
+    password = "correct horse battery staple"
+    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+    status, body = await pool.request(
+        "POST",
+        "/api/v1/auth/register",
+        json_body={"email": email, "password": password, "name": "Bench"},
+    )
+    assert status == 201, body
+    headers = {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
+    for i in range(20):  # a realistic listing, not an empty one
+        await pool.request("POST", "/api/v1/projects", json_body={"name": f"s{i}"}, headers=headers)
+
+    async def create(i: int) -> None:
+        status, body = await pool.request(
+            "POST", "/api/v1/projects", json_body={"name": f"p{i}"}, headers=headers
         )
-        registered.raise_for_status()
-        headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
-        for i in range(20):  # a realistic listing, not an empty one
-            await client.post("/api/v1/projects", json={"name": f"seed {i}"}, headers=headers)
+        assert status == 201, (status, body)
 
-        async def create(i: int) -> None:
-            r = await client.post("/api/v1/projects", json={"name": f"p{i}"}, headers=headers)
-            assert r.status_code == 201, r.text
+    async def listing(i: int) -> None:
+        status, body = await pool.request("GET", "/api/v1/projects", headers=headers)
+        assert status == 200, (status, body)
 
-        async def listing(i: int) -> None:
-            r = await client.get("/api/v1/projects?limit=20", headers=headers)
-            assert r.status_code == 200, r.text
+    async def login(i: int) -> None:
+        status, body = await pool.request(
+            "POST", "/api/v1/auth/login", json_body={"email": email, "password": password}
+        )
+        assert status == 200, (status, body)
 
-        async def login(i: int) -> None:
-            r = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
-            assert r.status_code == 200, r.text
-
-        warm = min(200, total)
-        await measure("warm-up", clients, warm, listing)
+    try:
+        await measure("warm-up", clients, min(200, total), listing)
         await measure("GET /api/v1/projects", clients, total, listing)
         await measure("POST /api/v1/projects", clients, total, create)
         await measure("POST /api/v1/auth/login", clients, logins, login)
-        one = []
-        for _ in range(20):
-            started = time.perf_counter()
-            await login(0)
-            one.append((time.perf_counter() - started) * 1000)
-        print(f"login, one client       p50={percentile(one, 50):7.2f} ms (argon2id cost alone)")
+        await measure("GET /api/v1/projects, 1 client", 1, 300, listing)
+        await measure("POST /api/v1/projects, 1 client", 1, 300, create)
+        await measure("POST /api/v1/auth/login, 1 client", 1, 50, login)
+    finally:
+        pool.close()
 
 
 async def main() -> None:

@@ -57,6 +57,22 @@ class ReadQuery(BaseModel):
     version: int | None = None
 
 
+class PathQuery(BaseModel):
+    path: str
+
+
+class DiffQuery(BaseModel):
+    path: str
+    from_: int = Field(alias="from")
+    to: int
+
+
+class SearchQuery(BaseModel):
+    q: str
+    regex: bool = False
+    glob: str | None = None
+
+
 class WriteOut(BaseModel):
     path: str
     version: int
@@ -183,6 +199,7 @@ async def move(project_id: str, data: MoveIn) -> dict[str, Any]:
 
 @blueprint.get("/history")
 @require_auth
+@document_querystring(PathQuery)
 async def history(project_id: str) -> dict[str, Any]:
     pid, _ = await _access(project_id)
     versions = await _fs().history(pid, _str_arg("path"))
@@ -193,6 +210,7 @@ async def history(project_id: str) -> dict[str, Any]:
 
 @blueprint.get("/diff")
 @require_auth
+@document_querystring(DiffQuery)
 async def diff(project_id: str) -> dict[str, Any]:
     pid, _ = await _access(project_id)
     path = _str_arg("path")
@@ -230,6 +248,7 @@ def glob_to_regex(glob: str) -> str:
 
 @blueprint.get("/search")
 @require_auth
+@document_querystring(SearchQuery)
 async def search(project_id: str) -> dict[str, Any]:
     pid, _ = await _access(project_id)
     query = _str_arg("q")
