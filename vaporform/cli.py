@@ -166,12 +166,13 @@ async def run_dev(config: Config) -> int:
         _done(started)
 
         me = [sys.executable, "-m", "vaporform.cli"]
+        logs_dir = config.data_dir / "logs"
         started = _step(3, total, "worker")
-        children.append(_spawn([*me, "worker"]))
+        children.append(_spawn([*me, "worker"], logs_dir / "worker.log"))
         _done(started, "started")
 
         started = _step(4, total, "API")
-        children.append(_spawn([*me, "api"]))
+        children.append(_spawn([*me, "api"], logs_dir / "api.log"))
         base = f"http://{config.api_host}:{config.api_port}"
         await wait_for_http(base + "/healthz", 30)
         _done(started)
@@ -184,7 +185,7 @@ async def run_dev(config: Config) -> int:
             f"  API           {base}/api/v1\n"
             f"  OpenAPI       {base}/openapi.json\n"
             f"  Temporal UI   http://127.0.0.1:{ui_port}\n"
-            f"  logs          {config.data_dir / 'logs'} (temporal), this terminal (API, worker)\n"
+            f"  logs          {logs_dir}/{{api,worker,temporal}}.log (JSON lines)\n"
             "Press Ctrl-C to stop everything.",
             flush=True,
         )
