@@ -24,6 +24,9 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities.ai.factory import build_provider
+from activities.ai.jobs import AIActivities
+from activities.ai.provider import Provider
 from activities.audit import AuditActivities
 from activities.containers import ContainerControlActivities
 from activities.files import FileActivities
@@ -31,10 +34,15 @@ from collab.broker import Broker, RedisBroker
 from store.db import create_pool
 from store.filesystem import FileSystem, build_filesystem
 from store.workspace import workspaces_root
-from vaporform.config import Config
+from vaporform.config import AISettings, Config
 from vaporform.workspace_watch import watch_workspaces
+from workflows.ai_changes import CodeGenerationWorkflow, DebugWorkflow
+from workflows.ai_review import CodeReviewWorkflow
+from workflows.ai_tests import TestGenerationWorkflow
 from workflows.container import ContainerWorkflow
 from workflows.container_ops import ExecWorkflow, ListImagesWorkflow
+from workflows.container_pool import ContainerPoolWorkflow
+from workflows.container_pool_control import configured_pools, ensure_pools
 from workflows.files_shared import RETENTION_INTERVAL, RETENTION_SCHEDULE_ID, RetentionInput
 from workflows.project_created import ProjectCreatedWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -46,11 +54,16 @@ log = logging.getLogger("vaporform.worker")
 WORKFLOWS = [
     ProjectCreatedWorkflow,
     ContainerWorkflow,
+    ContainerPoolWorkflow,
     ExecWorkflow,
     ListImagesWorkflow,
     ReconcileWorkflow,
     VersioningWorkflow,
     RetentionWorkflow,
+    CodeReviewWorkflow,
+    TestGenerationWorkflow,
+    DebugWorkflow,
+    CodeGenerationWorkflow,
 ]
 
 
@@ -62,8 +75,11 @@ def build_worker(
     *,
     files: FileSystem,
     broker: Broker | None = None,
+    ai_provider: Provider | None = None,
 ) -> Worker:
     audit = AuditActivities(pool)
+    # No provider given: the offline one (ruff, Hypothesis), as with no ANTHROPIC_API_KEY.
+    ai = AIActivities(pool, files, ai_provider or build_provider(AISettings()), broker, client)
     control = ContainerControlActivities(client)
     file_activities = FileActivities(pool, files, broker)
     return Worker(
@@ -74,11 +90,13 @@ def build_worker(
             audit.record_audit_event,
             control.classify,
             control.notify_vanished,
+            control.pool_claim,
             file_activities.import_workspace_changes,
             file_activities.refresh_project_stats,
             file_activities.publish_file_changes,
             file_activities.prune_versions,
             file_activities.collect_garbage,
+            *ai.all(),
         ],
         activity_executor=executor,
         # A killed worker's cached workflows move to another worker within seconds, not 10.
@@ -93,14 +111,15 @@ def build_docker_worker(
     data_dir: Path,
     docker_queue: str,
     executor: ThreadPoolExecutor,
+    files: FileSystem | None = None,
 ) -> Worker:
     """The worker of one Docker host: only its Docker activities, on its own task queue."""
-    from activities.docker_containers import DockerActivities
+    from activities.docker_host import docker_host_activities
 
     return Worker(
         client,
         task_queue=docker_queue,
-        activities=DockerActivities(docker_client, data_dir).all(),
+        activities=docker_host_activities(docker_client, data_dir, files),
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,
         graceful_shutdown_timeout=timedelta(seconds=5),
@@ -134,6 +153,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     # Without Redis there is no way to reach the API process: announcements are skipped.
     broker = RedisBroker(config.redis_url, prefix=config.redis_prefix) if config.redis_url else None
     files = build_filesystem(config, pool)
+    ai_provider = build_provider(config.ai)
 
     async def workspace_changed(project_id: str, paths: list[str] | None) -> None:
         await signal_files_changed(client, config.task_queue, project_id, paths, "workspace")
@@ -141,7 +161,13 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     try:
         with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
             worker = build_worker(
-                client, pool, config.task_queue, executor, files=files, broker=broker
+                client,
+                pool,
+                config.task_queue,
+                executor,
+                files=files,
+                broker=broker,
+                ai_provider=ai_provider,
             )
             docker_client = _docker_client(config)
             async with contextlib.AsyncExitStack() as stack:
@@ -150,13 +176,25 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
                     stack.callback(docker_client.close)
                     queue = config.containers.docker_queue
                     await stack.enter_async_context(
-                        build_docker_worker(client, docker_client, config.data_dir, queue, executor)
+                        build_docker_worker(
+                            client, docker_client, config.data_dir, queue, executor, files
+                        )
                     )
                     await ensure_reconcile_schedule(
                         client,
                         config.task_queue,
                         queue,
                         timedelta(seconds=config.containers.reconcile_every_s),
+                    )
+                    settings = config.containers
+                    await ensure_pools(
+                        client,
+                        config.task_queue,
+                        queue,
+                        configured_pools(
+                            settings.default_image, settings.pool_size, settings.pool_images
+                        ),
+                        float(settings.health_timeout_s),
                     )
                 await ensure_retention_schedule(client, config.task_queue)
                 watcher = asyncio.create_task(
@@ -168,6 +206,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     finally:
         if broker is not None:
             await broker.close()
+        await ai_provider.close()
         await pool.close()
 
 

@@ -3,19 +3,22 @@
 Every method is a sync activity (docker-py blocks) run on the worker's thread pool, on the task
 queue of the Docker host the client points at. Calls are idempotent so Temporal may retry them:
 create finds the project's container again by its name, stop and remove accept a container
-that is already gone.
+that is already gone. Engine calls run under `beating`, which heartbeats while the call blocks,
+so the workflows can use a short heartbeat timeout and a killed worker's call moves on fast.
 """
 
 from __future__ import annotations
 
-import os
+import concurrent.futures
 import select
 import socket
 import struct
 import time
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -23,13 +26,13 @@ from docker.types import LogConfig
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from store.workspace import workspace_dir
 from vaporform.images import IMAGE_PREFIX, LABEL_DESCRIPTION, RUNTIME_UID
 from workflows.container_shared import (
     CONTAINER_GONE,
     IMAGE_NOT_FOUND,
     LABEL_CREATED_BY,
     LABEL_MANAGED,
+    LABEL_POOL,
     LABEL_PROJECT,
     LABEL_WORKFLOW,
     NAME_TAKEN,
@@ -54,10 +57,10 @@ from workflows.container_shared import (
     RuntimeImageInfo,
     StopContainerInput,
     WaitHealthyInput,
-    WorkspaceInput,
-    WorkspaceOutput,
     container_name,
 )
+
+T = TypeVar("T")
 
 # The container's main process: does nothing until stopped. Work happens in execs/terminals.
 KEEPALIVE = ["sleep", "infinity"]
@@ -100,6 +103,16 @@ def _ports(attrs: dict[str, Any]) -> dict[str, int]:
     return found
 
 
+def beating(calls: concurrent.futures.Executor, call: Callable[[], T], every_s: float = 0.5) -> T:
+    """Run a blocking engine call on `calls` while this activity heartbeats every `every_s`."""
+    future = calls.submit(call)
+    while True:
+        try:
+            return future.result(timeout=every_s)
+        except concurrent.futures.TimeoutError:
+            activity.heartbeat()
+
+
 def _info(container: Any) -> ContainerInfo:
     state = container.attrs.get("State", {})
     return ContainerInfo(
@@ -114,16 +127,25 @@ def _info(container: Any) -> ContainerInfo:
 
 
 class DockerActivities:
-    def __init__(self, client: docker.DockerClient, data_dir: Path) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        data_dir: Path,
+        calls: concurrent.futures.Executor | None = None,
+    ) -> None:
         self._docker = client
         self._data_dir = data_dir
+        # Where blocking engine calls run while the activity's own thread heartbeats.
+        self._calls = calls or concurrent.futures.ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix="docker-call"
+        )
 
     # --- images ---------------------------------------------------------------------
 
     @activity.defn(name="docker_ensure_image")
     def ensure_image(self, data: ImageRef) -> ImageInfo:
         try:
-            image = self._docker.images.get(data.image)
+            image = beating(self._calls, lambda: self._docker.images.get(data.image))
         except docker.errors.ImageNotFound:
             raise ApplicationError(
                 f"image {data.image} is not on this Docker host (vaporform images build)",
@@ -146,18 +168,6 @@ class DockerActivities:
                     )
         return ListImagesOutput(items=[items[k] for k in sorted(items)])
 
-    # --- workspace ------------------------------------------------------------------
-
-    @activity.defn(name="docker_prepare_workspace")
-    def prepare_workspace(self, data: WorkspaceInput) -> WorkspaceOutput:
-        from uuid import UUID
-
-        path = workspace_dir(self._data_dir, UUID(data.project_id)).resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        # The container runs as uid 1000; the directory must be its own to be writable.
-        os.chown(path, RUNTIME_UID, RUNTIME_UID)
-        return WorkspaceOutput(path=str(path))
-
     # --- lifecycle ------------------------------------------------------------------
 
     @activity.defn(name="docker_create_container")
@@ -174,13 +184,16 @@ class DockerActivities:
             LABEL_CREATED_BY: data.created_by,
         }
         try:
-            container = self._docker.containers.create(
-                data.spec.image,
-                command=KEEPALIVE,
-                name=name,
-                hostname="workspace",
-                labels=labels,
-                **hardened_settings(data.spec, data.workspace),
+            container = beating(
+                self._calls,
+                lambda: self._docker.containers.create(
+                    data.spec.image,
+                    command=KEEPALIVE,
+                    name=name,
+                    hostname="workspace",
+                    labels=labels,
+                    **hardened_settings(data.spec, data.workspace),
+                ),
             )
             return CreateContainerOutput(container_id=str(container.id))
         except docker.errors.ImageNotFound:
@@ -195,7 +208,10 @@ class DockerActivities:
         # The name is taken: a retry of this activity after a crash, or a leftover. Ours is
         # taken over (exactly one container per project); anything else is an error.
         existing = self._docker.containers.get(name)
-        if existing.labels.get(LABEL_PROJECT) != data.project_id:
+        # A claimed pool member carries the pool's labels and the project's name: ours too.
+        if existing.labels.get(LABEL_PROJECT) != data.project_id and not existing.labels.get(
+            LABEL_POOL
+        ):
             raise ApplicationError(
                 f"container name {name} is taken by a container that is not ours",
                 type=NAME_TAKEN,
@@ -205,7 +221,7 @@ class DockerActivities:
             "created",
             "running",
         ):
-            existing.remove(force=True)
+            beating(self._calls, lambda: existing.remove(force=True))
             return self.create_container(data)
         return CreateContainerOutput(container_id=str(existing.id), reused=True)
 
@@ -213,7 +229,7 @@ class DockerActivities:
     def start_container(self, data: ContainerRef) -> ContainerInfo:
         container = self._get(data.container_id)
         try:
-            container.start()  # starting a running container is a no-op
+            beating(self._calls, container.start)  # starting a running container is a no-op
         except docker.errors.APIError as exc:
             # The image cannot run our process (e.g. no `sleep`): retrying will not help.
             if exc.status_code in (400, 500) and "executable file not found" in str(exc):
@@ -231,12 +247,13 @@ class DockerActivities:
         """Running, and an exec as the container's user answers: then it is usable."""
         deadline = time.monotonic() + data.timeout_s
         delay = 0.02
+        user = f"{RUNTIME_UID}:{RUNTIME_UID}"
         while True:
             activity.heartbeat()
             container = self._get(data.container_id)
             state = container.attrs.get("State", {})
             if state.get("Status") == "running":
-                probe = container.exec_run(["true"], user=f"{RUNTIME_UID}:{RUNTIME_UID}")
+                probe = beating(self._calls, partial(container.exec_run, ["true"], user=user))
                 if probe.exit_code == 0:
                     return _info(container)
             elif state.get("Status") in ("exited", "dead"):
@@ -267,7 +284,7 @@ class DockerActivities:
     def stop_container(self, data: StopContainerInput) -> ContainerInfo:
         try:
             container = self._docker.containers.get(data.container_id)
-            container.stop(timeout=data.timeout_s)
+            beating(self._calls, lambda: container.stop(timeout=data.timeout_s))
             container.reload()
             return _info(container)
         except docker.errors.NotFound:
@@ -276,7 +293,8 @@ class DockerActivities:
     @activity.defn(name="docker_remove_container")
     def remove_container(self, data: ContainerRef) -> RemovedOutput:
         try:
-            self._docker.containers.get(data.container_id).remove(force=True, v=True)
+            container = self._docker.containers.get(data.container_id)
+            beating(self._calls, lambda: container.remove(force=True, v=True))
         except docker.errors.NotFound:
             return RemovedOutput(removed=False)
         except docker.errors.APIError as exc:
@@ -305,6 +323,7 @@ class DockerActivities:
                     workflow_id=c.labels.get(LABEL_WORKFLOW, ""),
                     status=c.status,
                     created_at=c.attrs.get("Created", ""),
+                    pool_id=c.labels.get(LABEL_POOL, ""),
                 )
                 for c in found
             ]
@@ -416,7 +435,6 @@ class DockerActivities:
         return [
             self.ensure_image,
             self.list_images,
-            self.prepare_workspace,
             self.create_container,
             self.start_container,
             self.wait_healthy,

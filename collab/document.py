@@ -137,8 +137,17 @@ class LiveDocument:
         ops = self.cached_after(revision)
         if ops is None:
             raise resync(self.path, f"revision {revision} is too old for a cursor")
-        for row in ops:
-            position = ot.transform_position(position, row.op)
+        if not ops and position > self.units:
+            raise CollabError(
+                "invalid_position",
+                f"position {position} is beyond the end ({self.units})",
+                {"path": self.path},
+            )
+        try:
+            for row in ops:
+                position = ot.transform_position(position, row.op)
+        except ot.OTError as exc:
+            raise CollabError(exc.code, str(exc), {"path": self.path}) from None
         return position
 
 

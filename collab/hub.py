@@ -39,11 +39,13 @@ from collab.submit import Committer
 from store import collab as store
 from store.collab import OpRow
 from store.filesystem import ChangeEvent
+from workflows.ai_shared import ai_jobs_channel
 from workflows.files_shared import files_channel
 
 log = logging.getLogger("vaporform.collab")
 
 TICK_S = 0.25
+CLIENT_TIMEOUT_CLOSE_CODE = 4000
 
 
 def channel_for(project_id: UUID | str) -> str:
@@ -55,8 +57,11 @@ class Peer(Protocol):
 
     session_id: str
     participant: Participant
+    last_heard: float
 
     def offer(self, text: str) -> None: ...
+
+    def kick(self, code: int, reason: str) -> None: ...
 
     def claim_ack(self, path: str, row: OpRow) -> str | None:
         """The ack to send when `row` is this peer's own op it is waiting for, else None."""
@@ -134,6 +139,7 @@ class Room:
         self._subscriptions = [
             await broker.subscribe(self.channel, self._on_message),
             await broker.subscribe(files_channel(str(self.project_id)), self._on_files),
+            await broker.subscribe(ai_jobs_channel(str(self.project_id)), self._on_job),
         ]
         await self.publish({"kind": "hello"})
 
@@ -141,6 +147,16 @@ class Room:
         for subscription in self._subscriptions:
             await subscription.unsubscribe()
         self._subscriptions = []
+
+    def _on_job(self, data: bytes) -> None:
+        """An AI job of the project changed state (published by the worker): tell everyone."""
+        try:
+            message = json.loads(data)
+            payload = {key: message[key] for key in ("job_id", "kind", "status")}
+        except Exception:
+            log.exception("bad job message", extra={"channel": self.channel})
+            return
+        self.broadcast(envelope(ServerType.JOB, payload, user_id=None, session_id=None))
 
     def _on_files(self, data: bytes) -> None:
         try:
@@ -205,10 +221,12 @@ class Room:
             await checkpoints.absorb(hub.pool, hub.files, opened.committer)
         return opened
 
-    def attach(self, path: str, peer: Peer) -> OpenDocument:
-        opened = self.documents[path]
-        opened.peers[peer.session_id] = peer
-        return opened
+    def attach(self, opened: OpenDocument, peer: Peer) -> OpenDocument:
+        # The last peer may have left (and the document been dropped) while this one waited
+        # for it to load: put it back rather than lose it. A stale cache catches up by itself.
+        current = self.documents.setdefault(opened.doc.path, opened)
+        current.peers[peer.session_id] = peer
+        return current
 
     async def detach(self, path: str, peer: Peer, *, editor: bool) -> None:
         opened = self.documents.get(path)
@@ -222,7 +240,6 @@ class Room:
                         await asyncio.shield(opened.saving)
             if not opened.peers and self.documents.get(path) is opened:
                 del self.documents[path]
-                opened.doc.listeners.clear()
 
     async def publish_ops(self, doc: LiveDocument, rows: Sequence[OpRow]) -> None:
         await self.publish(
@@ -391,6 +408,11 @@ class Room:
             self.hub.spawn(self.heartbeat())
         for who in self.roster.expire(self.hub.node_id, settings.presence_timeout_s):
             self._presence_to_local(who, "gone")
+        for peer in list(self.peers.values()):
+            if now - peer.last_heard > settings.client_timeout_s:
+                peer.kick(
+                    CLIENT_TIMEOUT_CLOSE_CODE, f"nothing heard for {settings.client_timeout_s:g} s"
+                )
         for opened in list(self.documents.values()):
             doc = opened.doc
             if not opened.dirty():

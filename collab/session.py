@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +29,8 @@ from store.collab import OpRow
 log = logging.getLogger("vaporform.collab")
 
 OVERFLOW_CLOSE_CODE = 4008
+# A batched frame stops growing past this many characters.
+BATCH_BYTES = 64 * 1024
 CHAT_RATE = 2.0
 CHAT_BURST = 10
 
@@ -59,8 +62,11 @@ class Session:
         name: str,
         role: str,
         settings: CollabSettings,
+        batching: bool = False,
     ) -> None:
         self.room = room
+        # The client accepts frames holding a JSON array of envelopes (`?batch=1`).
+        self.batching = batching
         self.user_id = user_id
         self.role = role
         self.settings = settings
@@ -75,6 +81,12 @@ class Session:
         # None tells the writer to close the connection (the client fell behind).
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=settings.send_queue + 1)
         self.overflowed = False
+        self.last_heard = time.monotonic()
+        # Set by the WebSocket pump: disconnect now (with `close_code`), even if the writer
+        # is stuck.
+        self.on_kick: Callable[[], None] | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
         self.documents: dict[str, OpenDocument] = {}
         self._awaiting: dict[tuple[str, str, int], str | None] = {}
         self._ops = TokenBucket(settings.op_rate, settings.op_burst)
@@ -95,8 +107,27 @@ class Session:
             while not self.outbox.empty():
                 self.outbox.get_nowait()
             self.outbox.put_nowait(None)
+            self.kick(OVERFLOW_CLOSE_CODE, "too slow: re-join to resync")
             return
         self.outbox.put_nowait(text)
+
+    def batch(self, first: str) -> str | None:
+        """`first` and what else is queued as one JSON array frame; None: close instead."""
+        texts, size = [first], len(first)
+        while size < BATCH_BYTES and not self.outbox.empty():
+            text = self.outbox.get_nowait()
+            if text is None:
+                return None
+            texts.append(text)
+            size += len(text)
+        return "[" + ",".join(texts) + "]"
+
+    def kick(self, code: int, reason: str) -> None:
+        """Disconnect this client with a close code."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            if self.on_kick is not None:
+                self.on_kick()
 
     def _send(self, kind: ServerType, payload: dict[str, Any], ref: str | None = None) -> None:
         self.offer(
@@ -133,6 +164,7 @@ class Session:
         await self.room.announce(self)
 
     async def handle(self, raw: str | bytes) -> None:
+        self.last_heard = time.monotonic()
         ref: str | None = None
         try:
             message = protocol.parse_envelope(raw, self.settings.max_message_bytes)
@@ -175,9 +207,14 @@ class Session:
         if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
             raise protocol.invalid("revision must be an integer", field="revision")
         opened = await self.room.open_document(path)
-        doc = opened.doc
         # From here to offer() nothing awaits: the joined text and the ops sent after it
         # line up exactly.
+        if path not in self.documents:
+            opened = self.documents[path] = self.room.attach(opened, self)
+            if self.can_edit:
+                opened.doc.editors += 1
+            self.participant.paths = sorted(self.documents)
+        doc = self.documents[path].doc
         payload: dict[str, Any] = {
             "path": path,
             "revision": doc.revision,
@@ -187,15 +224,12 @@ class Session:
         if since is not None:
             missed = doc.cached_after(since) if 0 <= since <= doc.revision else None
             if missed is None:
-                raise CollabError("resync", f"revision {since} is not available", {"path": path})
+                raise CollabError(
+                    "resync", f"revision {since} is not available; join without it", {"path": path}
+                )
             payload["ops"] = [
                 {k: v for k, v in op_payload(path, r).items() if k != "path"} for r in missed
             ]
-        if path not in self.documents:
-            self.documents[path] = self.room.attach(path, self)
-            if self.can_edit:
-                doc.editors += 1
-            self.participant.paths = sorted(self.documents)
         payload["participants"] = self.room.participants(path)
         self._send(ServerType.JOINED, payload, ref)
         await self.room.announce(self)

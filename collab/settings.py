@@ -18,7 +18,7 @@ class CollabSettings:
     max_joined: int = 64  # documents open on one connection
     # Group commit: at most this many queued ops of one document go in one transaction.
     max_batch: int = 64
-    commit_attempts: int = 16
+    commit_attempts: int = 4
     history_in_memory: int = 2000  # recent ops kept per live document for transforms
     snapshot_every: int = 500
     keep_ops: int = 1000  # ops kept in PostgreSQL behind the latest snapshot
@@ -26,3 +26,5 @@ class CollabSettings:
     checkpoint_idle_s: float = 5.0
     presence_heartbeat_s: float = 10.0
     presence_timeout_s: float = 30.0
+    # A client that sends nothing (not even a ping) for this long is disconnected.
+    client_timeout_s: float = 90.0

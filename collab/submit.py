@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -129,6 +128,13 @@ class Committer:
             log.exception("saving a snapshot failed", extra={"path": doc.path})
 
     async def _commit(self, batch: list[Submission]) -> list[OpRow]:
+        """Optimistic first (one statement), then under the document's lock.
+
+        Every insert takes the document's advisory lock for its own duration, so a node that
+        lost a race can catch up, transform and insert while holding it: then nobody can take
+        the revision it is about to write, and it cannot lose again (no starvation between
+        nodes). Without contention the lock is free and the commit is one round trip.
+        """
         doc, pending = self.doc, batch
         async with doc.lock:
             if max(s.revision for s in pending) > doc.revision:
@@ -137,24 +143,26 @@ class Committer:
                 async with self.pool.acquire() as conn:
                     doc.advance(await store.ops_since(conn, doc.id, doc.revision))
             for attempt in range(self.settings.commit_attempts):
-                if attempt:
-                    # Another node keeps winning: step back a little (jittered) so it can't
-                    # starve this one.
-                    await asyncio.sleep(random.uniform(0, 0.002 * attempt))
-                rows, accepted = await self._prepare(pending)
-                if not rows:
-                    return []
                 async with self.pool.acquire() as conn:
-                    if await store.insert_ops(conn, doc.id, rows):
+                    if attempt == 0:
+                        rows, accepted = await self._prepare(pending)
+                        written = bool(rows) and await store.insert_ops(conn, doc.id, rows)
+                    else:
+                        async with conn.transaction():
+                            await store.lock_document(conn, doc.id)
+                            doc.advance(await store.ops_since(conn, doc.id, doc.revision))
+                            rows, accepted = await self._prepare(pending)
+                            written = bool(rows) and await store.insert_ops(conn, doc.id, rows)
+                    if not rows:
+                        return []
+                    if written:
                         doc.advance(rows)
                         for sub, row in zip(accepted, rows, strict=True):
                             _succeed(sub, Outcome(row.revision, row.op))
                         return rows
-                    # Another node got there first: take what it committed and go again.
-                    missed = await store.ops_since(conn, doc.id, doc.revision)
-                    if not missed:
+                    if attempt:
+                        # Under the lock only a resubmit key can clash.
                         await self._refuse_reused_seqs(conn, accepted)
-                doc.advance(missed)
                 pending = [s for s in accepted if not s.future.done()]
             for sub in pending:
                 _fail(sub, CollabError("busy", "the document is too busy; resubmit the op"))

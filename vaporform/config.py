@@ -66,10 +66,31 @@ class ContainerSettings:
     reconcile_every_s: int = 300
     exec_max_timeout_s: int = 600
     exec_output_cap_bytes: int = 256 * 1024
+    # Warm pool: started containers of the default image waiting to be claimed (0: none), and
+    # pools of other images, e.g. VAPORFORM_POOL_IMAGES="vaporform/runtime-busybox=1".
+    pool_size: int = 2
+    pool_images: dict[str, int] = field(default_factory=dict)
     # Per global role (user, admin): requests beyond these answer 400 `quota_exceeded`.
     quotas: dict[str, Quota] = field(
         default_factory=lambda: {"user": Quota(), "admin": Quota(8.0, 16384, 4096, 16)}
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AISettings:
+    """The AI provider and what it may spend. No API key: the offline provider (ruff,
+    Hypothesis)."""
+
+    api_key: str | None = None
+    base_url: str | None = None  # None: the SDK's default (or ANTHROPIC_BASE_URL)
+    model: str = "claude-sonnet-4-6"
+    request_timeout_s: float = 120.0
+    # Spend allowed per project and per user, in US dollars; 0 refuses every new job.
+    budget_project_usd: float = 50.0
+    budget_user_usd: float = 20.0
+    context_tokens: int = 60_000  # project files given to the model per job
+    test_rounds: int = 2  # failing generated tests fed back to the model at most this often
+    test_runs: int = 5  # a generated test is kept only if it passes this many runs in a row
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +115,7 @@ class Config:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     collab: CollabSettings = field(default_factory=CollabSettings)
     containers: ContainerSettings = field(default_factory=ContainerSettings)
+    ai: AISettings = field(default_factory=AISettings)
     # Cost of argon2id: OWASP's recommended minimum (19 MiB, 2 passes, 1 lane). argon2-cffi's
     # default (64 MiB, 3 passes, 4 lanes) costs ~200 ms per login on 2 cores; raise it with
     # VAPORFORM_ARGON2_* where logins are rare and cores plentiful.
@@ -160,6 +182,17 @@ def _quota(env: Mapping[str, str], name: str, default: Quota) -> Quota:
     )
 
 
+def _pool_images(env: Mapping[str, str], name: str) -> dict[str, int]:
+    """`image=size,image=size`."""
+    sizes: dict[str, int] = {}
+    for part in filter(None, (env.get(name) or "").split(",")):
+        image, _, size = part.strip().rpartition("=")
+        if not image or not size.isdigit():
+            raise ConfigError(f"{name}: expected image=size, got {part!r}")
+        sizes[image] = int(size)
+    return sizes
+
+
 def _container_settings(env: Mapping[str, str]) -> ContainerSettings:
     base = ContainerSettings()
     return ContainerSettings(
@@ -171,10 +204,40 @@ def _container_settings(env: Mapping[str, str]) -> ContainerSettings:
         reconcile_every_s=_int(env, "VAPORFORM_RECONCILE_EVERY_S", base.reconcile_every_s),
         exec_max_timeout_s=_int(env, "VAPORFORM_EXEC_MAX_TIMEOUT_S", base.exec_max_timeout_s),
         exec_output_cap_bytes=_int(env, "VAPORFORM_EXEC_OUTPUT_CAP", base.exec_output_cap_bytes),
+        pool_size=_int(env, "VAPORFORM_POOL_SIZE", base.pool_size),
+        pool_images=_pool_images(env, "VAPORFORM_POOL_IMAGES"),
         quotas={
             "user": _quota(env, "VAPORFORM_QUOTA_USER", base.quotas["user"]),
             "admin": _quota(env, "VAPORFORM_QUOTA_ADMIN", base.quotas["admin"]),
         },
+    )
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if not value >= 0:  # also refuses NaN
+        raise ConfigError(f"{name} must not be negative, got {raw}")
+    return value
+
+
+def _ai_settings(env: Mapping[str, str]) -> AISettings:
+    base = AISettings()
+    return AISettings(
+        api_key=env.get("ANTHROPIC_API_KEY") or None,
+        base_url=env.get("ANTHROPIC_BASE_URL") or None,
+        model=env.get("VAPORFORM_AI_MODEL") or base.model,
+        request_timeout_s=_float(env, "VAPORFORM_AI_TIMEOUT_S", base.request_timeout_s),
+        budget_project_usd=_float(env, "VAPORFORM_AI_BUDGET_PROJECT_USD", base.budget_project_usd),
+        budget_user_usd=_float(env, "VAPORFORM_AI_BUDGET_USER_USD", base.budget_user_usd),
+        context_tokens=_int(env, "VAPORFORM_AI_CONTEXT_TOKENS", base.context_tokens),
+        test_rounds=_int(env, "VAPORFORM_AI_TEST_ROUNDS", base.test_rounds),
+        test_runs=_int(env, "VAPORFORM_AI_TEST_RUNS", base.test_runs),
     )
 
 
@@ -217,7 +280,12 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_archive_entries=_int(env, "VAPORFORM_MAX_ARCHIVE_ENTRIES", 10_000),
         jwt=jwt,
         rate_limits=limits,
+        collab=CollabSettings(
+            op_rate=float(_int(env, "VAPORFORM_COLLAB_OP_RATE", 100)),
+            op_burst=_int(env, "VAPORFORM_COLLAB_OP_BURST", 200),
+        ),
         containers=_container_settings(env),
+        ai=_ai_settings(env),
         argon2_time_cost=_int(env, "VAPORFORM_ARGON2_TIME_COST", 2),
         argon2_memory_kib=_int(env, "VAPORFORM_ARGON2_MEMORY_KIB", 19456),
         argon2_parallelism=_int(env, "VAPORFORM_ARGON2_PARALLELISM", 1),

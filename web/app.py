@@ -20,6 +20,7 @@ from vaporform.logs import request_id
 from web import terminal
 from web.announcer import Announcer
 from web.auth import init_auth
+from web.blueprints import ai as ai_bp
 from web.blueprints import auth as auth_bp
 from web.blueprints import chat as chat_bp
 from web.blueprints import collab as collab_bp
@@ -72,6 +73,7 @@ def create_app(config: Config) -> Quart:
     app.register_blueprint(files_bp.blueprint)
     app.register_blueprint(collab_bp.blueprint)
     app.register_blueprint(chat_bp.blueprint)
+    app.register_blueprint(ai_bp.blueprint)
 
     @app.before_serving
     async def _start() -> None:

@@ -8,7 +8,13 @@ the container is stopped (or failed) and no handler runs, the workflow completes
 `ensure_running` (update-with-start) starts a fresh one.
 
 Docker activities are called by name on the task queue of the Docker host that holds the
-container (`ContainerWorkflowInput.docker_queue`), so no Docker code is imported here.
+container (`ContainerWorkflowInput.docker_queue`), so no Docker code is imported here. Each one
+heartbeats, so a worker killed in the middle of a Docker call is noticed within seconds
+(`HEARTBEAT`) and the call is retried on another worker; every call is idempotent.
+
+When `ensure_running` names a warm pool (`workflows/container_pool.py`), provisioning first
+claims a ready member and adopts it (rename, slot folder becomes the workspace); an empty pool
+or a failed adoption falls back to the cold path (create, start, wait healthy).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from workflows.container_shared import (
     DOCKER_RETRY,
+    AdoptInput,
     ContainerInfo,
     ContainerRef,
     ContainerSpec,
@@ -33,9 +40,13 @@ from workflows.container_shared import (
     ContainerWorkflowInput,
     CreateContainerInput,
     CreateContainerOutput,
+    DiscardMemberInput,
     EnsureRunningInput,
     ImageInfo,
     ImageRef,
+    PoolClaimInput,
+    PoolClaimOutput,
+    PoolMember,
     RemovedOutput,
     Status,
     StopContainerInput,
@@ -56,6 +67,10 @@ COMPENSATION_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=10,
 )
+# A Docker activity that stops heartbeating for this long lost its worker: retry it elsewhere.
+HEARTBEAT = timedelta(seconds=2)
+# The claim is one update on the pool workflow; when the pool cannot answer fast, start cold.
+CLAIM_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=2)
 
 
 def failure_reason(err: BaseException) -> str:
@@ -154,6 +169,7 @@ class ContainerWorkflow:
                 return self._status()
             if self._state.container_id is not None:
                 await self._teardown()  # another spec was asked for: replace the container
+            self._state.pool_id = data.pool_id
             await self._provision(data.spec, data.requested_by)
             self._wake = True
             return self._status()
@@ -224,7 +240,6 @@ class ContainerWorkflow:
         result_type: type[T],
         *,
         timeout_s: float = 30,
-        heartbeat_s: float | None = None,
         retry: RetryPolicy = DOCKER_RETRY,
     ) -> T:
         result: T = await workflow.execute_activity(
@@ -233,7 +248,7 @@ class ContainerWorkflow:
             result_type=result_type,
             task_queue=self._input.docker_queue,
             start_to_close_timeout=timedelta(seconds=timeout_s),
-            heartbeat_timeout=timedelta(seconds=heartbeat_s) if heartbeat_s else None,
+            heartbeat_timeout=HEARTBEAT,
             retry_policy=retry,
         )
         return result
@@ -242,6 +257,8 @@ class ContainerWorkflow:
         state = self._state
         state.status, state.spec, state.error = Status.PROVISIONING, spec, None
         state.started_by = requested_by
+        if state.pool_id and await self._adopt_pooled(spec, state.pool_id):
+            return
         created: str | None = None
         try:
             await self._docker("docker_ensure_image", ImageRef(spec.image), ImageInfo)
@@ -266,7 +283,6 @@ class ContainerWorkflow:
                 WaitHealthyInput(created, self._input.health_timeout_s),
                 ContainerInfo,
                 timeout_s=self._input.health_timeout_s + 10,
-                heartbeat_s=5,
             )
         except (ActivityError, ApplicationError) as err:
             reason = failure_reason(err)
@@ -284,10 +300,57 @@ class ContainerWorkflow:
             state.container_id, state.ports, state.started_at = None, {}, None
             state.idle_deadline = None
             return
+        self._running(info)
+
+    def _running(self, info: ContainerInfo) -> None:
+        state = self._state
         state.status, state.ports = Status.RUNNING, dict(info.ports)
         state.started_at = info.started_at or workflow.now().isoformat()
         state.generation += 1
         self._push_deadline()
+
+    async def _adopt_pooled(self, spec: ContainerSpec, pool_id: str) -> bool:
+        """Claim a ready container of the warm pool and make it the project's; False: go cold."""
+        try:
+            claimed = await workflow.execute_local_activity(
+                "containers_pool_claim",
+                PoolClaimInput(
+                    pool_id=pool_id,
+                    # Deterministic: a claim replayed after a crash gets the same member back.
+                    request_id=str(workflow.uuid4()),
+                    project_id=self._input.project_id,
+                    spec=spec,
+                ),
+                result_type=PoolClaimOutput,
+                start_to_close_timeout=timedelta(seconds=5),
+                retry_policy=CLAIM_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("no warm container (%s): cold start", failure_reason(err))
+            return False
+        member: PoolMember | None = claimed.member
+        if member is None:
+            return False
+        self._state.container_id = member.container_id
+        try:
+            info = await self._docker(
+                "docker_adopt_pooled",
+                AdoptInput(self._input.project_id, workflow.info().workflow_id, member),
+                ContainerInfo,
+                timeout_s=60,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("adopting a warm container failed: %s", failure_reason(err))
+            await self._docker(
+                "docker_pool_discard_member",
+                DiscardMemberInput(member.slot_id, member.container_id),
+                RemovedOutput,
+                retry=COMPENSATION_RETRY,
+            )
+            self._state.container_id = None
+            return False
+        self._running(info)
+        return True
 
     async def _teardown(self) -> None:
         state = self._state

@@ -16,6 +16,11 @@ LABEL_MANAGED = "dev.vaporform.managed"
 LABEL_PROJECT = "dev.vaporform.project"
 LABEL_WORKFLOW = "dev.vaporform.workflow"
 LABEL_CREATED_BY = "dev.vaporform.created-by"
+# A warm-pool member carries the id of its pool workflow and of its slot folder. It keeps these
+# labels after a project claims it (labels are fixed); the claim renames it `vaporform-<pid>`.
+LABEL_POOL = "dev.vaporform.pool"
+LABEL_SLOT = "dev.vaporform.slot"
+POOL_NAME_PREFIX = "vaporform-pool-"
 
 DEFAULT_IDLE_TIMEOUT_S = 30 * 60
 RECONCILE_SCHEDULE_ID = "container-reconciler"
@@ -49,6 +54,31 @@ def container_workflow_id(project_id: str) -> str:
 
 def container_name(project_id: str) -> str:
     return f"vaporform-{project_id}"
+
+
+def project_of_container_name(name: str) -> str | None:
+    """The project id in `vaporform-<project_id>`; None for pool members and foreign names."""
+    name = name.lstrip("/")
+    if not name.startswith("vaporform-") or name.startswith(POOL_NAME_PREFIX):
+        return None
+    return name.removeprefix("vaporform-") or None
+
+
+def normalise_image(image: str) -> str:
+    """`name` means `name:latest`, as Docker reads it."""
+    return image if ":" in image.rpartition("/")[2] else image + ":latest"
+
+
+def pool_spec(image: str) -> ContainerSpec:
+    """What a pool's members run: the image with default resources, no network, no ports.
+    Requests for exactly this are served from the pool; anything else starts cold."""
+    return ContainerSpec(image=normalise_image(image))
+
+
+def pool_workflow_id(docker_queue: str, image: str) -> str:
+    """One warm pool per Docker host and image: `container-pool-<queue>-<image>`."""
+    slug = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in image)
+    return f"container-pool-{docker_queue}-{slug}"
 
 
 def docker_task_queue(host: str) -> str:
@@ -86,6 +116,7 @@ class ContainerState:
     error: str | None = None
     started_by: str | None = None
     generation: int = 0  # how many containers this project has had
+    pool_id: str | None = None  # the warm pool that may serve the next provisioning
 
 
 @dataclass(frozen=True)
@@ -104,6 +135,8 @@ class ContainerWorkflowInput:
 class EnsureRunningInput:
     spec: ContainerSpec
     requested_by: str
+    # The warm pool whose members match `spec` (the API knows the configured pools); None: cold.
+    pool_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +292,7 @@ class ManagedContainer:
     workflow_id: str
     status: str
     created_at: str = ""  # ISO 8601, from the engine
+    pool_id: str = ""  # LABEL_POOL: a warm-pool member (claimed or not)
 
 
 @dataclass(frozen=True)
@@ -319,13 +353,117 @@ class VanishedContainer:
 class ClassifyOutput:
     orphans: list[str] = field(default_factory=list)  # container ids to remove
     vanished: list[VanishedContainer] = field(default_factory=list)
+    pools: list[PoolGone] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PoolGone:
+    """Ready members of a pool that the engine no longer runs."""
+
+    pool_id: str
+    container_ids: list[str]
 
 
 @dataclass(frozen=True)
 class NotifyVanishedInput:
     items: list[VanishedContainer]
+    pools: list[PoolGone] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class NotifyOutput:
     notified: int
+
+
+# --- the warm pool ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolMember:
+    container_id: str
+    slot_id: str
+    created_at: str = ""  # ISO 8601, workflow time
+
+
+@dataclass(frozen=True)
+class PoolClaim:
+    request_id: str  # the claimer's deterministic id: a replayed claim gets the same member
+    project_id: str
+    member: PoolMember
+
+
+@dataclass
+class PoolState:
+    size: int = 0
+    ready: list[PoolMember] = field(default_factory=list)
+    claims: list[PoolClaim] = field(default_factory=list)  # the latest MAX_POOL_CLAIMS
+    failures: int = 0  # consecutive failed refills, for back-off
+    last_error: str | None = None
+
+
+MAX_POOL_CLAIMS = 200
+
+
+@dataclass(frozen=True)
+class PoolInput:
+    docker_queue: str
+    spec: ContainerSpec
+    size: int = 2
+    health_timeout_s: float = 20.0
+    max_history_events: int = 2_000
+    state: PoolState | None = None
+
+
+@dataclass(frozen=True)
+class PoolResizeInput:
+    size: int
+
+
+@dataclass(frozen=True)
+class PoolMembersGoneInput:
+    container_ids: list[str]
+
+
+@dataclass(frozen=True)
+class PoolClaimInput:
+    pool_id: str
+    request_id: str
+    project_id: str
+    spec: ContainerSpec
+
+
+@dataclass(frozen=True)
+class PoolClaimOutput:
+    member: PoolMember | None = None
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    pool_id: str
+    image: str
+    size: int
+    ready: list[PoolMember] = field(default_factory=list)
+    claims: list[PoolClaim] = field(default_factory=list)
+    creating: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class CreateMemberInput:
+    pool_id: str
+    slot_id: str
+    spec: ContainerSpec
+    health_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class DiscardMemberInput:
+    slot_id: str
+    container_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AdoptInput:
+    project_id: str
+    workflow_id: str
+    member: PoolMember

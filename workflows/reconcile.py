@@ -1,8 +1,10 @@
 """The reconciler, run by a Temporal Schedule every few minutes per Docker host.
 
 Crashes of the API, the worker or the engine must never leave a container leaking or a project
-stuck: labelled containers whose workflow no longer runs are removed, and running workflows
-whose container vanished are told (they provision again or report `failed`).
+stuck: labelled containers whose workflow no longer runs are removed (for warm pool members:
+that their pool neither lists them nor handed them to a running project), and running
+workflows whose container vanished are told (they provision again or report `failed`; a pool
+drops the member and makes another).
 """
 
 from __future__ import annotations
@@ -58,10 +60,10 @@ class ReconcileWorkflow:
             )
             if result.removed:
                 removed.append(container_id)
-        if verdict.vanished:
+        if verdict.vanished or verdict.pools:
             await workflow.execute_activity(
                 "containers_notify_vanished",
-                NotifyVanishedInput(verdict.vanished),
+                NotifyVanishedInput(verdict.vanished, verdict.pools),
                 result_type=NotifyOutput,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=DOCKER_RETRY,

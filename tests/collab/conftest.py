@@ -52,6 +52,7 @@ class WSClient:
         self.connection = connection
         self.inbox: list[Message] = []
         self.closed: websockets.ConnectionClosed | None = None
+        self.frames = 0
         self._arrived = asyncio.Event()
         self._reader = asyncio.ensure_future(self._read())
 
@@ -66,7 +67,10 @@ class WSClient:
     async def _read(self) -> None:
         try:
             async for raw in self.connection:
-                self.inbox.append(json.loads(raw))
+                decoded = json.loads(raw)
+                # With ?batch=1 a frame may hold several envelopes.
+                self.inbox.extend(decoded if isinstance(decoded, list) else [decoded])
+                self.frames += 1
                 self._arrived.set()
         except websockets.ConnectionClosed as exc:
             self.closed = exc

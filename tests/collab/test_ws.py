@@ -7,13 +7,16 @@ must behave exactly as on one.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from collab import ot
 from collab.client import OTClient
@@ -91,7 +94,7 @@ class Editor:
         self.client = OTClient(joined["payload"]["content"], joined["payload"]["revision"])
         self.done = self.ws.inbox.index(joined) + 1
 
-    async def _send(self, op: ot.Op) -> None:
+    async def send(self, op: ot.Op) -> None:
         assert self.client is not None
         payload = {"path": self.path, "revision": self.client.revision, "op": op}
         await self.ws.send("op", {**payload, "seq": self.client.seq})
@@ -110,7 +113,7 @@ class Editor:
                 self.acks += 1
                 following = self.client.acked(payload["revision"])
                 if following is not None:
-                    await self._send(following)
+                    await self.send(following)
             elif message["type"] == "op":
                 self.client.remote(payload["op"], payload["revision"])
 
@@ -127,7 +130,7 @@ class Editor:
             op = ot.normalize([start, self.rng.choice(["a", "xy", "😀", "é", "\n"]), n - start])
         to_send = self.client.edit(op)
         if to_send is not None:
-            await self._send(to_send)
+            await self.send(to_send)
 
     @property
     def idle(self) -> bool:
@@ -266,11 +269,11 @@ async def test_rest_write_to_a_live_document_becomes_an_op(
     try:
         editor = Editor(ws, "live.txt", random.Random(1))
         await editor.join()
-        ref = await ws.send(
-            "op", {"path": "live.txt", "revision": 0, "op": [8, "three\n"], "seq": 1}
-        )
-        await ws.reply(ref)
-        await editor.pump()  # the ack
+        assert editor.client is not None
+        sent = editor.client.edit([8, "three\n"])
+        assert sent is not None
+        await editor.send(sent)
+        await converge([editor])
         put = await api.put(
             f"/api/v1/projects/{pid}/files/live.txt",
             json={"content": "zero\none\ntwo\n"},
@@ -292,6 +295,44 @@ async def test_rest_write_to_a_live_document_becomes_an_op(
         await ws.close()
 
 
+async def test_batching_clients_get_the_same_messages_in_fewer_frames(
+    nodes: tuple[Server, Server], api: httpx.AsyncClient
+) -> None:
+    owner, pid = await project_with_file(api, "b.txt", "")
+    plain = await WSClient.connect(nodes[0], pid, owner.access_token)
+    batched = await WSClient.connect(nodes[0], pid, owner.access_token, batch="1")
+    writer = await WSClient.connect(nodes[1], pid, owner.access_token)
+    try:
+        for ws in (plain, batched, writer):
+            await ws.join("b.txt")
+        # Many ops in a burst (one per seq, each based on the previous ack).
+        for seq in range(1, 101):
+            await writer.reply(
+                await writer.send(
+                    "op",
+                    {
+                        "path": "b.txt",
+                        "revision": seq - 1,
+                        "op": ot.normalize([seq - 1, "x"]),
+                        "seq": seq,
+                    },
+                )
+            )
+
+        def revisions(ws: WSClient) -> list[int]:
+            return [m["payload"]["revision"] for m in ws.inbox if m["type"] == "op"]
+
+        async def all_arrived() -> bool:
+            return len(revisions(plain)) == len(revisions(batched)) == 100
+
+        await wait_until(all_arrived, timeout=15, what="every op on both clients")
+        assert revisions(batched) == revisions(plain) == list(range(1, 101))
+        assert batched.frames <= plain.frames
+    finally:
+        for ws in (plain, batched, writer):
+            await ws.close()
+
+
 # -- presence, cursors, chat -------------------------------------------------------------
 
 
@@ -308,7 +349,7 @@ async def test_presence_and_cursors_appear_move_and_disappear(
         def present(who: Account, paths: list[str]) -> Any:
             def check(m: Message) -> bool:
                 p = m["payload"]
-                return (
+                return bool(
                     m["type"] == "presence"
                     and p.get("event") == "update"
                     and p["participant"]["user_id"] == who.id
@@ -409,8 +450,6 @@ async def test_viewers_may_join_but_not_edit(
 async def test_auth_and_membership_are_checked_before_accepting(
     nodes: tuple[Server, Server], api: httpx.AsyncClient
 ) -> None:
-    import websockets
-
     owner, pid = await project_with_file(api)
     stranger = await register(api, "stranger")
     url = nodes[0].base_url.replace("http://", "ws://") + f"/api/v1/projects/{pid}/collab"
@@ -424,6 +463,14 @@ async def test_auth_and_membership_are_checked_before_accepting(
     await ws.close()
     with pytest.raises(websockets.InvalidStatus):  # single use
         await websockets.connect(url + f"?ticket={ticket}")
+
+
+async def _closed(ws: WSClient) -> bool:
+    return ws.closed is not None
+
+
+def frame(kind: str, **payload: Any) -> str:
+    return json.dumps({"id": "r", "type": kind, "payload": payload})
 
 
 async def test_malformed_messages_get_errors_and_the_connection_stays_open(
@@ -445,34 +492,34 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_open(
         )
 
     try:
-        codes = {
-            "{not json": "invalid_json",
-            b"\xff\xfe": "invalid_json",
-            "[1, 2]": "invalid_message",
-            '{"type": "dance"}': "unknown_type",
-            '{"type": "op", "payload": 3}': "invalid_message",
-            '{"type": "join", "payload": {"path": "../etc/passwd"}}': "invalid_path",
-            '{"type": "join", "payload": {"path": "missing.txt"}}': "not_found",
-            '{"type": "join", "payload": {"path": "bin.dat"}}': "not_text",
-            '{"type": "op", "payload": {"path": "g.txt", "revision": 0, "op": [3], "seq": 1}}': "not_joined",
-            '{"type": "chat", "payload": {"text": ""}}': "invalid_message",
-            "x" * (FAST.max_message_bytes + 1): "too_large",
-        }
-        for raw, code in codes.items():
+        codes: list[tuple[str | bytes, str]] = [
+            ("{not json", "invalid_json"),
+            (b"\xff\xfe", "invalid_json"),
+            ("[1, 2]", "invalid_message"),
+            ('{"type": "dance"}', "unknown_type"),
+            ('{"type": "op", "payload": 3}', "invalid_message"),
+            (frame("join", path="../etc/passwd"), "invalid_path"),
+            (frame("join", path="missing.txt"), "not_found"),
+            (frame("join", path="bin.dat"), "not_text"),
+            (frame("op", path="g.txt", revision=0, op=[3], seq=1), "not_joined"),
+            (frame("chat", text=""), "invalid_message"),
+            ("x" * (FAST.max_message_bytes + 1), "too_large"),
+        ]
+        for raw, code in codes:
             error = await error_after(raw)
             assert error["payload"]["code"] == code, (raw[:50], error)
         await ws.join("g.txt")
-        bad_ops = {
-            '{"id": "o1", "type": "op", "payload": {"path": "g.txt", "revision": 0, "op": [4, "x"], "seq": 1}}': "length_mismatch",
-            '{"id": "o2", "type": "op", "payload": {"path": "g.txt", "revision": 0, "op": [3, true], "seq": 1}}': "invalid_op",
-            '{"id": "o3", "type": "op", "payload": {"path": "g.txt", "revision": 9, "op": [3], "seq": 1}}': "invalid_revision",
-            '{"id": "o4", "type": "op", "payload": {"path": "g.txt", "revision": -1, "op": [3], "seq": 1}}': "invalid_message",
-            '{"id": "o5", "type": "cursor", "payload": {"path": "g.txt", "revision": 0, "position": 99}}': "invalid_position",
-        }
-        for raw, code in bad_ops.items():
+        bad_ops = [
+            (frame("op", path="g.txt", revision=0, op=[4, "x"], seq=1), "length_mismatch"),
+            (frame("op", path="g.txt", revision=0, op=[3, True], seq=1), "invalid_op"),
+            (frame("op", path="g.txt", revision=9, op=[3], seq=1), "invalid_revision"),
+            (frame("op", path="g.txt", revision=-1, op=[3], seq=1), "invalid_message"),
+            (frame("cursor", path="g.txt", revision=0, position=99), "invalid_position"),
+        ]
+        for raw, code in bad_ops:
             error = await error_after(raw)
             assert error["payload"]["code"] == code, (raw, error)
-            assert error["payload"]["ref"] == error["ref"]
+            assert error["payload"]["ref"] == error["ref"] == "r"
         huge = {"path": "g.txt", "revision": 0, "op": [3, "x" * (FAST.max_op_units + 1)], "seq": 2}
         error = await ws.reply(await ws.send("op", huge))
         assert error["payload"]["code"] == "too_large"
@@ -482,10 +529,8 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_open(
         await ws.close()
 
 
-async def test_op_rate_limit_and_slow_consumers(config: Config, worker: None) -> None:
-    limited = replace(
-        config, collab=CollabSettings(op_rate=1, op_burst=3, send_queue=4, max_op_units=200_000)
-    )
+async def test_op_rate_limit_and_silent_clients(config: Config, worker: None) -> None:
+    limited = replace(config, collab=CollabSettings(op_rate=1, op_burst=3, client_timeout_s=1))
     server, stop, task = await start_server(limited)
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as api:
@@ -512,6 +557,86 @@ async def test_op_rate_limit_and_slow_consumers(config: Config, worker: None) ->
             assert results[3]["payload"]["code"] == "rate_limited"
             assert results[3]["payload"]["retry_after_ms"] > 0
             await ws.close()
+
+            # A client that says nothing (not even ping) is disconnected; the others see it go.
+            silent = await WSClient.connect(server, pid, owner.access_token)
+            talker = await WSClient.connect(server, pid, owner.access_token)
+
+            async def chatty() -> None:
+                while silent.closed is None:
+                    await talker.reply(await talker.send("ping"))
+                    await asyncio.sleep(0.2)
+
+            pinging = asyncio.ensure_future(chatty())
+            await talker.wait_for(
+                lambda m: m["type"] == "presence" and m["payload"]["event"] == "gone",
+                what="the silent client to be dropped",
+            )
+            await wait_until(lambda: _closed(silent), timeout=10, what="the close")
+            assert isinstance(silent.closed, websockets.ConnectionClosed)
+            assert silent.closed.rcvd is not None
+            assert silent.closed.rcvd.code == 4000
+            await pinging
+            await talker.close()
+    finally:
+        stop.set()
+        await task
+
+
+async def test_a_client_that_cannot_keep_up_is_disconnected(config: Config, worker: None) -> None:
+    small = replace(config, collab=CollabSettings(send_queue=4, max_op_units=200_000))
+    server, stop, task = await start_server(small)
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as api:
+            owner, pid = await project_with_file(api, "f.txt", "")
+            url = server.base_url.replace("http://", "ws://") + f"/api/v1/projects/{pid}/collab"
+            # Reads nothing: its buffers, then the sockets', then the server's queue fill up.
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", int(server.base_url.rsplit(":", 1)[1])))
+            sock.setblocking(False)
+            slow = await websockets.connect(
+                url, additional_headers=owner.headers, max_queue=1, sock=sock, compression=None
+            )
+            await slow.send('{"type": "join", "payload": {"path": "f.txt"}}')
+            fast = await WSClient.connect(server, pid, owner.access_token)
+            await fast.wait_for(
+                lambda m: m["type"] == "presence" and m["payload"]["participant"]["paths"],
+                what="the slow client's join",
+            )
+            editor = Editor(fast, "f.txt", random.Random(3))
+            await editor.join()
+            chunk = "z" * 190_000
+
+            def slow_is_gone() -> bool:
+                return any(
+                    m["type"] == "presence" and m["payload"]["event"] == "gone" for m in fast.inbox
+                )
+
+            for i in range(400):
+                if slow_is_gone():
+                    break
+                assert editor.client is not None
+                grow = i % 2 == 0
+                edit: ot.Op = [chunk] if grow else [-len(chunk)]
+                sent = editor.client.edit(edit)
+                assert sent is not None
+                await editor.send(sent)
+                await converge([editor])
+            await fast.wait_for(
+                lambda m: m["type"] == "presence" and m["payload"]["event"] == "gone",
+                what="the slow client to be disconnected",
+            )
+
+            async def drain() -> None:
+                while True:
+                    await asyncio.wait_for(slow.recv(), 10)
+
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await drain()
+            assert closed.value.rcvd is None or closed.value.rcvd.code == 4008
+            await fast.close()
+            await slow.close()
     finally:
         stop.set()
         await task

@@ -21,11 +21,13 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from store import db
+from store.filesystem import FileSystem, build_filesystem
 from tests.conftest import Server, start_server
 from vaporform.config import Config
 from vaporform.images import ensure_built, has_image
 from worker import build_docker_worker
-from workflows.container_shared import LABEL_MANAGED
+from workflows.container_shared import LABEL_MANAGED, POOL_NAME_PREFIX
 
 TEST_IMAGE = "vaporform/runtime-busybox:latest"
 # An image with no `sleep`: its container is created, then cannot start.
@@ -76,13 +78,25 @@ def container_config(config: Config, docker_queue: str, runtime_image: str) -> C
             docker_queue=docker_queue,
             default_image=runtime_image,
             health_timeout_s=10,
+            # The pool has tests of its own (test_pool.py); here every start is cold.
+            pool_size=0,
         ),
     )
 
 
 @pytest.fixture(scope="session")
+async def files(container_config: Config) -> AsyncIterator[FileSystem]:
+    pool = await db.create_pool(container_config.database_url, min_size=1, max_size=5)
+    yield build_filesystem(container_config, pool)
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
 async def docker_worker(
-    temporal_client: Client, docker_client: docker.DockerClient, container_config: Config
+    temporal_client: Client,
+    docker_client: docker.DockerClient,
+    container_config: Config,
+    files: FileSystem,
 ) -> AsyncIterator[None]:
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker") as executor:
         async with build_docker_worker(
@@ -91,6 +105,7 @@ async def docker_worker(
             container_config.data_dir,
             container_config.containers.docker_queue,
             executor,
+            files,
         ):
             yield
 
@@ -120,6 +135,9 @@ def remove_leftover_containers(docker_client: docker.DockerClient) -> Iterator[N
     before = {c.id for c in managed(docker_client)}
     yield
     for container in managed(docker_client):
+        # Unclaimed warm-pool members belong to the module's pool, which drains them itself.
+        if container.name.startswith(POOL_NAME_PREFIX):
+            continue
         if container.id not in before:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)

@@ -23,13 +23,14 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from vaporform.config import Quota
+from vaporform.config import ContainerSettings, Quota
 from web.access import project_for
 from web.auth import principal, require_auth
 from web.errors import APIError
 from web.services import services
 from workflows.container import ContainerWorkflow
 from workflows.container_ops import ExecWorkflow, ListImagesWorkflow
+from workflows.container_pool_control import configured_pools
 from workflows.container_shared import (
     CONTAINER_GONE,
     ContainerSpec,
@@ -44,6 +45,9 @@ from workflows.container_shared import (
     StopInput,
     TouchInput,
     container_workflow_id,
+    normalise_image,
+    pool_spec,
+    pool_workflow_id,
 )
 from workflows.shared import search_attributes
 
@@ -151,9 +155,7 @@ def _spec(data: ContainerIn, project_config: dict[str, Any], role: str) -> Conta
     runtime = project_config.get("runtime")
     configured = runtime.get("image") if isinstance(runtime, dict) else None
     image = data.image or (configured if isinstance(configured, str) else None)
-    image = image or settings.default_image
-    if ":" not in image.rpartition("/")[2]:
-        image += ":latest"
+    image = normalise_image(image or settings.default_image)
     if not IMAGE_NAME.match(image):
         raise APIError(
             400,
@@ -176,6 +178,14 @@ def _spec(data: ContainerIn, project_config: dict[str, Any], role: str) -> Conta
         ports=sorted(data.ports),
         network=data.network,
     )
+
+
+def pool_for(spec: ContainerSpec, settings: ContainerSettings) -> str | None:
+    """The warm pool that can serve `spec` on this API's Docker host, if one is configured."""
+    pools = configured_pools(settings.default_image, settings.pool_size, settings.pool_images)
+    if pools.get(spec.image, 0) > 0 and spec == pool_spec(spec.image):
+        return pool_workflow_id(settings.docker_queue, spec.image)
+    return None
 
 
 async def current_status(project_id: uuid.UUID) -> ContainerStatus:
@@ -223,7 +233,7 @@ async def start_container(project_id: str, data: ContainerIn) -> tuple[dict[str,
         try:
             status = await found.temporal.execute_update_with_start_workflow(
                 ContainerWorkflow.ensure_running,
-                EnsureRunningInput(spec=spec, requested_by=uid),
+                EnsureRunningInput(spec=spec, requested_by=uid, pool_id=pool_for(spec, settings)),
                 start_workflow_operation=operation,
             )
             return _public(status), 202

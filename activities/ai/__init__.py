@@ -1,0 +1,1 @@
+"""AI jobs on the Temporal side: the provider port, its two implementations, the activities."""

@@ -1,0 +1,207 @@
+"""The project's workspace on the Docker host: prepared for a cold container, or made out of a
+warm pool member's slot folder when the project claims that member.
+
+These are async activities on the Docker host's queue: they need the file system (PostgreSQL,
+the blob store) to take the project's workspace lock and to write the project's files out.
+
+Adoption, in the order a crash can interrupt and a retry resume (the slot folder is the inode
+the member has bind-mounted at `/workspace`; a rename keeps the mount):
+
+1. the member must be running; it is renamed `vaporform-<project_id>` (one name per project);
+2. under the project's workspace lock (the one every mirror write and import takes), the
+   existing workspace folder, if any, is renamed aside (`<slot>.previous`), the slot folder is
+   renamed to the workspace path, and the entries of the old folder are moved into it; a
+   retry picks up from whichever of these three folders exist;
+3. when the workspace had no files, every file of the project is written into it
+   (`FileSystem.materialise`), so the container sees them.
+
+The watcher reports paths under the workspaces root by name, so the moves look to it like
+files that changed in place: an import reads the real files and finds them unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import docker
+import docker.errors
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.container_pool import slot_dir
+from activities.docker_containers import _info
+from store.filesystem import WORKSPACE_LOCK_CLASS, FileSystem
+from store.workspace import workspace_dir
+from vaporform.images import RUNTIME_UID
+from workflows.container_shared import (
+    CONTAINER_GONE,
+    LABEL_MANAGED,
+    LABEL_POOL,
+    LABEL_PROJECT,
+    NAME_TAKEN,
+    AdoptInput,
+    ContainerInfo,
+    WorkspaceInput,
+    WorkspaceOutput,
+    container_name,
+)
+
+
+def _is_empty(path: Path) -> bool:
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
+
+
+def _move_entries(source: Path, target: Path) -> None:
+    """Move everything in `source` into `target`; what `source` holds wins over `target`."""
+    for entry in list(os.scandir(source)):
+        destination = target / entry.name
+        if destination.is_dir() and not destination.is_symlink():
+            shutil.rmtree(destination)
+        elif destination.exists() or destination.is_symlink():
+            destination.unlink()
+        os.rename(entry.path, destination)
+
+
+def swap_in_slot(slot: Path, workspace: Path) -> bool:
+    """Make the slot folder the workspace, keeping what the workspace held. Idempotent.
+
+    Returns whether the workspace ends up empty (nothing of the project was on disk)."""
+    aside = slot.with_name(slot.name + ".previous")
+    if slot.is_dir():
+        if workspace.is_symlink():
+            workspace.unlink()
+        elif workspace.exists():
+            if aside.exists():  # a retry after the first rename: fold the newer one in
+                _move_entries(workspace, aside)
+                workspace.rmdir()
+            else:
+                os.rename(workspace, aside)
+        workspace.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(slot, workspace)
+    if aside.exists():
+        _move_entries(aside, workspace)
+        aside.rmdir()
+    if not workspace.is_dir():
+        raise ApplicationError(
+            f"slot {slot.name} is neither in the pool nor the workspace", non_retryable=True
+        )
+    return _is_empty(workspace)
+
+
+@contextlib.asynccontextmanager
+async def _beating(every_s: float = 0.5) -> AsyncIterator[None]:
+    """Heartbeat while the block runs (materialising a big project takes a while)."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class ContainerWorkspaceActivities:
+    def __init__(
+        self, client: docker.DockerClient, data_dir: Path, files: FileSystem | None
+    ) -> None:
+        self._docker = client
+        self._data_dir = data_dir.resolve()
+        self._files = files
+
+    @contextlib.asynccontextmanager
+    async def _workspace_lock(self, project_id: UUID) -> AsyncIterator[None]:
+        """The lock `FileSystem` takes around mirror writes and imports of this project."""
+        if self._files is None:
+            yield
+            return
+        async with self._files.pool.acquire() as conn:
+            key = project_id.int & 0x7FFF_FFFF
+            await conn.execute("SELECT pg_advisory_lock($1, $2)", WORKSPACE_LOCK_CLASS, key)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1, $2)", WORKSPACE_LOCK_CLASS, key)
+
+    async def _materialise_if_empty(self, project_id: UUID, empty: bool) -> None:
+        # Only an empty workspace is filled: writing over a live one could undo a change a
+        # program just made that the watcher has not imported yet.
+        if empty and self._files is not None:
+            async with _beating():
+                await self._files.materialise(project_id)
+
+    @activity.defn(name="docker_prepare_workspace")
+    async def prepare_workspace(self, data: WorkspaceInput) -> WorkspaceOutput:
+        project_id = UUID(data.project_id)
+        path = workspace_dir(self._data_dir, project_id)
+
+        def prepare() -> bool:
+            path.mkdir(parents=True, exist_ok=True)
+            # The container runs as uid 1000; the directory must be its own to be writable.
+            if os.geteuid() == 0:
+                os.chown(path, RUNTIME_UID, RUNTIME_UID)
+            return _is_empty(path)
+
+        async with self._workspace_lock(project_id):
+            empty = await asyncio.to_thread(prepare)
+        # An empty folder next to files in the database would read as "all deleted" to the
+        # next full scan: write the files out before anything runs in it.
+        await self._materialise_if_empty(project_id, empty)
+        return WorkspaceOutput(path=str(path))
+
+    @activity.defn(name="docker_adopt_pooled")
+    async def adopt_pooled(self, data: AdoptInput) -> ContainerInfo:
+        project_id = UUID(data.project_id)
+        info = await asyncio.to_thread(self._rename, data)
+        slot = slot_dir(self._data_dir, data.member.slot_id)
+        workspace = workspace_dir(self._data_dir, project_id)
+        async with self._workspace_lock(project_id):
+            empty = await asyncio.to_thread(swap_in_slot, slot, workspace)
+        await self._materialise_if_empty(project_id, empty)
+        return info
+
+    def _rename(self, data: AdoptInput) -> ContainerInfo:
+        try:
+            container: Any = self._docker.containers.get(data.member.container_id)
+        except docker.errors.NotFound:
+            raise ApplicationError(
+                "the pooled container is gone", type=CONTAINER_GONE, non_retryable=True
+            ) from None
+        if container.status != "running":
+            raise ApplicationError(
+                f"the pooled container is {container.status}",
+                type=CONTAINER_GONE,
+                non_retryable=True,
+            )
+        name = container_name(data.project_id)
+        if container.name != name:
+            with contextlib.suppress(docker.errors.NotFound):
+                holder: Any = self._docker.containers.get(name)
+                labels = holder.labels or {}
+                ours = labels.get(LABEL_MANAGED) == "true" and (
+                    labels.get(LABEL_PROJECT) == data.project_id or labels.get(LABEL_POOL)
+                )
+                if not ours:
+                    raise ApplicationError(
+                        f"container name {name} is taken", type=NAME_TAKEN, non_retryable=True
+                    )
+                # The project's workflow holds no other container when it claims: a leftover.
+                holder.remove(force=True)
+            container.rename(name)
+        return _info(container)
+
+    def all(self) -> list[Any]:
+        return [self.prepare_workspace, self.adopt_pooled]

@@ -1,0 +1,199 @@
+"""Fixtures of the AI tests: a fake Anthropic server, workers whose provider talks to it (and
+an offline one), a Docker worker and a small Python runtime image for the project containers.
+
+Each set of fixtures has its own task queue, so the suite's default worker (offline provider)
+never picks up these jobs. Containers the tests start are removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+import pytest
+from temporalio.client import Client
+
+import worker as worker_module
+from activities.ai.anthropic_provider import AnthropicProvider
+from activities.ai.offline_provider import OfflineProvider
+from activities.ai.provider import Provider
+from collab.broker import RedisBroker
+from store import db
+from store.filesystem import build_filesystem
+from tests.ai.fake_anthropic import FakeAnthropic
+from tests.ai.pyimage import build as build_python_image
+from tests.conftest import REDIS_URL, Server, start_server
+from vaporform.config import AISettings, Config
+from workflows.container_shared import LABEL_MANAGED
+
+MODEL = "claude-sonnet-4-6"
+
+
+@pytest.fixture(scope="session")
+async def fake() -> AsyncIterator[FakeAnthropic]:
+    server = FakeAnthropic()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def fake_reset(fake: FakeAnthropic) -> FakeAnthropic:
+    fake.reset()
+    return fake
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"no Docker engine: {exc}")
+    before = {c.id for c in _managed(client)}
+    yield client
+    for container in _managed(client):
+        if container.id not in before:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+    client.close()
+
+
+def _managed(client: docker.DockerClient) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"}))
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_client: docker.DockerClient) -> str:
+    return build_python_image(docker_client)
+
+
+@pytest.fixture(scope="session")
+def ai_config(config: Config, fake: FakeAnthropic, run_id: str, python_image: str) -> Config:
+    return replace(
+        config,
+        task_queue=f"{config.task_queue}-ai",
+        ai=AISettings(
+            api_key="test-key",
+            base_url=fake.base_url,
+            model=MODEL,
+            request_timeout_s=20,
+            test_rounds=1,
+        ),
+        containers=replace(
+            config.containers,
+            docker_queue=f"docker-ai-{run_id}",
+            default_image=python_image,
+            health_timeout_s=15,
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def offline_config(ai_config: Config) -> Config:
+    return replace(ai_config, task_queue=f"{ai_config.task_queue}-offline", ai=AISettings())
+
+
+async def _worker(
+    client: Client, config: Config, provider: Provider, executor: ThreadPoolExecutor
+) -> AsyncIterator[None]:
+    pool = await db.create_pool(config.database_url, min_size=1, max_size=5)
+    broker = RedisBroker(REDIS_URL, prefix=config.redis_prefix)
+    files = build_filesystem(config, pool)
+    try:
+        async with worker_module.build_worker(
+            client,
+            pool,
+            config.task_queue,
+            executor,
+            files=files,
+            broker=broker,
+            ai_provider=provider,
+        ):
+            yield
+    finally:
+        await provider.close()
+        await broker.close()
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="ai-test") as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+async def ai_worker(
+    temporal_client: Client, ai_config: Config, executor: ThreadPoolExecutor
+) -> AsyncIterator[None]:
+    settings = ai_config.ai
+    assert settings.api_key is not None
+    provider = AnthropicProvider(
+        settings.api_key, settings.model, base_url=settings.base_url, timeout_s=20
+    )
+    async for _ in _worker(temporal_client, ai_config, provider, executor):
+        yield
+
+
+@pytest.fixture(scope="session")
+async def offline_worker(
+    temporal_client: Client, offline_config: Config, executor: ThreadPoolExecutor
+) -> AsyncIterator[None]:
+    async for _ in _worker(temporal_client, offline_config, OfflineProvider(), executor):
+        yield
+
+
+@pytest.fixture(scope="session")
+async def docker_worker(
+    temporal_client: Client,
+    docker_client: docker.DockerClient,
+    ai_config: Config,
+    executor: ThreadPoolExecutor,
+) -> AsyncIterator[None]:
+    async with worker_module.build_docker_worker(
+        temporal_client,
+        docker_client,
+        ai_config.data_dir,
+        ai_config.containers.docker_queue,
+        executor,
+    ):
+        yield
+
+
+@pytest.fixture(scope="session")
+async def ai_server(
+    ai_config: Config, ai_worker: None, docker_worker: None
+) -> AsyncIterator[Server]:
+    found, stop, task = await start_server(ai_config)
+    yield found
+    stop.set()
+    await task
+
+
+@pytest.fixture(scope="session")
+async def offline_server(
+    offline_config: Config, offline_worker: None, docker_worker: None
+) -> AsyncIterator[Server]:
+    found, stop, task = await start_server(offline_config)
+    yield found
+    stop.set()
+    await task
+
+
+@pytest.fixture
+async def ai_http(ai_server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=ai_server.base_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+async def offline_http(offline_server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=offline_server.base_url, timeout=60) as client:
+        yield client

@@ -1,0 +1,176 @@
+"""SIGKILL a real worker process (`python -m vaporform.cli worker`) in the middle of
+provisioning: a new worker finishes it, and exactly one container exists for the project.
+
+The worker processes get a task queue, a Docker queue and a data directory of their own, so
+the in-process workers of the other tests never pick up their work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateStage
+from temporalio.common import WorkflowIDConflictPolicy
+
+from tests.support import wait_until
+from vaporform.config import Config
+from workflows.container import ContainerWorkflow
+from workflows.container_shared import (
+    LABEL_PROJECT,
+    ContainerSpec,
+    ContainerWorkflowInput,
+    EnsureRunningInput,
+    Resources,
+    StopInput,
+    container_name,
+    container_workflow_id,
+)
+from workflows.reconcile_schedule import reconcile_schedule_id
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcesses:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"worker-{len(self.started)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vaporform.cli", "worker"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.started:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def workers(
+    container_config: Config, runtime_image: str, tmp_path: Path
+) -> Iterator[WorkerProcesses]:
+    run = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        "DATABASE_URL": container_config.database_url,
+        "TEMPORAL_ADDRESS": container_config.temporal_address,
+        "VAPORFORM_TASK_QUEUE": f"crash-{run}",
+        "VAPORFORM_DOCKER_QUEUE": f"crash-docker-{run}",
+        "VAPORFORM_DATA_DIR": str(tmp_path / "data"),
+        "VAPORFORM_JWT_SECRET": "crash-test-secret-" + run * 4,
+        "VAPORFORM_CONTAINER_IMAGE": runtime_image,
+        "VAPORFORM_POOL_SIZE": "0",  # provisioning is the cold path, the one that can be cut
+        "VAPORFORM_LOG_LEVEL": "WARNING",
+    }
+    env.pop("REDIS_URL", None)
+    found = WorkerProcesses(env, tmp_path)
+    yield found
+    found.stop_all()
+
+
+async def test_sigkilled_worker_mid_provisioning_leaves_one_container(
+    workers: WorkerProcesses,
+    temporal_client: Client,
+    docker_client: docker.DockerClient,
+    runtime_image: str,
+) -> None:
+    env = workers.env
+    pid = str(uuid.uuid4())
+    workflow_id = container_workflow_id(pid)
+    first = workers.start()
+    # Accepted means the first worker runs the workflow; the update completes only when the
+    # container is healthy.
+    update = await asyncio.wait_for(
+        temporal_client.start_update_with_start_workflow(
+            ContainerWorkflow.ensure_running,
+            EnsureRunningInput(
+                ContainerSpec(image=runtime_image, resources=Resources(0.5, 64, 64)), "crash"
+            ),
+            start_workflow_operation=WithStartWorkflowOperation(
+                ContainerWorkflow.run,
+                ContainerWorkflowInput(
+                    project_id=pid,
+                    user_id="crash",
+                    docker_queue=env["VAPORFORM_DOCKER_QUEUE"],
+                    health_timeout_s=10,
+                ),
+                id=workflow_id,
+                task_queue=env["VAPORFORM_TASK_QUEUE"],
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            ),
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        ),
+        timeout=60,
+    )
+    outcome = asyncio.create_task(update.result())
+
+    def project_containers() -> list[Any]:
+        return list(
+            docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={pid}"})
+        )
+
+    async def created() -> bool:
+        return bool(await asyncio.to_thread(project_containers))
+
+    try:
+        await wait_until(created, timeout=30, what="the first worker to create the container")
+        first.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        first.wait(timeout=10)
+        assert not outcome.done(), "provisioning finished before the worker was killed"
+        state_at_kill = project_containers()[0].status
+
+        restarted_at = time.monotonic()
+        workers.start()
+        status = await asyncio.wait_for(outcome, timeout=60)
+        recovery_s = time.monotonic() - killed_at
+        print(
+            f"\nkilled with the container {state_at_kill}; running {recovery_s:.1f} s later "
+            f"({time.monotonic() - restarted_at:.1f} s after the new worker process started)"
+        )
+
+        assert status.status == "running", status
+        found = project_containers()
+        assert [c.id for c in found] == [status.container_id]
+        assert found[0].name == container_name(pid)
+        assert found[0].status == "running"
+        assert recovery_s < 20  # heartbeat 2 s + sticky queue 2 s + a worker's start
+
+        handle = temporal_client.get_workflow_handle_for(ContainerWorkflow.run, workflow_id)
+        stopped = await handle.execute_update(ContainerWorkflow.stop, StopInput("crash"))
+        assert stopped.status == "stopped"
+        assert project_containers() == []
+    finally:
+        outcome.cancel()
+        with contextlib.suppress(Exception):
+            await temporal_client.get_schedule_handle(
+                reconcile_schedule_id(env["VAPORFORM_DOCKER_QUEUE"])
+            ).delete()

@@ -1,0 +1,160 @@
+"""`DebugWorkflow` and `CodeGenerationWorkflow`: context files (and, for debugging, the failing
+command's output and the files its traceback names) in, proposed per-file changes out. Nothing
+is written until someone applies the job."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+from workflows.ai_shared import (
+    CONTAINER_UNAVAILABLE,
+    AIProgress,
+    DebugInput,
+    EnsureContainerInput,
+    EnsureContainerOutput,
+    GatherInput,
+    GatherOutput,
+    GenerateInput,
+    JobRef,
+    ProposedFile,
+    ProposeInput,
+    ProposeOutput,
+    SourceFile,
+)
+from workflows.ai_steps import ask, call, run_job
+from workflows.container_shared import ExecInput, ExecOutput
+
+OUTPUT_TAIL = 12_000  # characters of command output shown to the model
+
+
+async def propose(
+    progress: AIProgress, job: JobRef, files: list[SourceFile], answer: dict[str, Any]
+) -> dict[str, Any]:
+    progress.stage = "preparing changes"
+    proposed = await call(
+        "ai_propose",
+        ProposeInput(
+            job.project_id,
+            [ProposedFile(c["path"], c["content"]) for c in answer.get("changes", [])],
+        ),
+        ProposeOutput,
+    )
+    return {
+        "explanation": answer.get("explanation", ""),
+        "changes": [
+            {"path": c.path, "base_version": c.base_version, "content": c.content, "diff": c.diff}
+            for c in proposed.changes
+        ],
+        "refused": proposed.refused,
+        "files": [{"path": f.path, "version": f.version} for f in files],
+        "model_calls": progress.model_calls,
+    }
+
+
+@workflow.defn(name="AIDebug")
+class DebugWorkflow:
+    def __init__(self) -> None:
+        self._progress = AIProgress()
+
+    @workflow.query
+    def progress(self) -> AIProgress:
+        return self._progress
+
+    @workflow.run
+    async def run(self, data: DebugInput) -> dict[str, Any]:
+        return await run_job(data.job, self._progress, lambda: self._debug(data))
+
+    async def _debug(self, data: DebugInput) -> dict[str, Any]:
+        progress = self._progress
+        output = data.error or ""
+        exit_code: int | None = None
+        if data.command:
+            if data.container is None:
+                raise ApplicationError("no container to run the command in")
+            progress.stage = "starting the container"
+            container = await call(
+                "ai_ensure_container",
+                EnsureContainerInput(data.job.project_id, data.job.user_id, data.container),
+                EnsureContainerOutput,
+                timeout=timedelta(minutes=2),
+            )
+            if not container.running or not container.container_id:
+                raise ApplicationError(
+                    f"the project's container is not running: {container.error}",
+                    type=CONTAINER_UNAVAILABLE,
+                    non_retryable=True,
+                )
+            progress.stage = "running the command"
+            ran = await call(
+                "docker_exec",
+                ExecInput(container.container_id, data.command, data.command_timeout_s),
+                ExecOutput,
+                timeout=timedelta(seconds=data.command_timeout_s + 30),
+                heartbeat=timedelta(seconds=10),
+                # A command is not idempotent: run it at most once.
+                retry=RetryPolicy(maximum_attempts=1),
+                task_queue=container.docker_queue,
+            )
+            exit_code = ran.exit_code
+            combined = (ran.stdout + ("\n" if ran.stdout else "") + ran.stderr)[-OUTPUT_TAIL:]
+            output = (output + "\n" + combined).strip()
+        progress.stage = "gathering files"
+        gathered = await call(
+            "ai_gather",
+            GatherInput(
+                data.job.project_id,
+                list(data.paths),
+                data.context_tokens,
+                mentioned_in=output or None,
+            ),
+            GatherOutput,
+        )
+        answer = await ask(
+            progress,
+            data.job,
+            "debug",
+            "debug",
+            gathered.files,
+            {"command": data.command, "exit_code": exit_code, "error": output},
+        )
+        result = await propose(progress, data.job, gathered.files, answer.answer)
+        result["command"] = {"argv": data.command, "exit_code": exit_code} if data.command else None
+        result["cached"] = answer.cached
+        return result
+
+
+@workflow.defn(name="AICodeGeneration")
+class CodeGenerationWorkflow:
+    def __init__(self) -> None:
+        self._progress = AIProgress()
+
+    @workflow.query
+    def progress(self) -> AIProgress:
+        return self._progress
+
+    @workflow.run
+    async def run(self, data: GenerateInput) -> dict[str, Any]:
+        return await run_job(data.job, self._progress, lambda: self._generate(data))
+
+    async def _generate(self, data: GenerateInput) -> dict[str, Any]:
+        progress = self._progress
+        files: list[SourceFile] = []
+        if data.paths:
+            progress.stage = "gathering files"
+            gathered = await call(
+                "ai_gather",
+                GatherInput(data.job.project_id, list(data.paths), data.context_tokens),
+                GatherOutput,
+            )
+            files = gathered.files
+        answer = await ask(
+            progress, data.job, "generate", "generate", files, {"prompt": data.prompt}
+        )
+        result = await propose(progress, data.job, files, answer.answer)
+        result["cached"] = answer.cached
+        return result

@@ -1,0 +1,71 @@
+"""`CodeReviewWorkflow`: gather files within a token budget, run ruff, ask the model with ruff's
+findings, keep only findings whose lines exist, persist them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+
+from workflows.ai_shared import (
+    AIProgress,
+    FindingData,
+    GatherInput,
+    GatherOutput,
+    LintInput,
+    LintOutput,
+    ReviewInput,
+    SaveFindingsInput,
+    check_findings,
+    finding_public,
+)
+from workflows.ai_steps import ask, call, run_job
+
+
+@workflow.defn(name="AICodeReview")
+class CodeReviewWorkflow:
+    def __init__(self) -> None:
+        self._progress = AIProgress()
+
+    @workflow.query
+    def progress(self) -> AIProgress:
+        return self._progress
+
+    @workflow.run
+    async def run(self, data: ReviewInput) -> dict[str, Any]:
+        return await run_job(data.job, self._progress, lambda: self._review(data))
+
+    async def _review(self, data: ReviewInput) -> dict[str, Any]:
+        progress = self._progress
+        progress.stage = "gathering files"
+        gathered = await call(
+            "ai_gather",
+            GatherInput(data.job.project_id, data.paths, data.context_tokens),
+            GatherOutput,
+        )
+        progress.stage = "running ruff"
+        lint = await call(
+            "ai_lint", LintInput(gathered.files), LintOutput, timeout=timedelta(minutes=2)
+        )
+        answer = await ask(
+            progress,
+            data.job,
+            "review",
+            "review",
+            gathered.files,
+            {"ruff": [finding_public(f) for f in lint.findings]},
+        )
+        proposed = [FindingData(**raw) for raw in answer.answer["findings"]]
+        kept, dropped = check_findings(proposed, gathered.files)
+        progress.stage = "saving findings"
+        await call("ai_save_findings", SaveFindingsInput(data.job, kept), int)
+        return {
+            "findings": [{**finding_public(f), "file_version": f.file_version} for f in kept],
+            "dropped": dropped,
+            "ruff_findings": len(lint.findings),
+            "files": [{"path": f.path, "version": f.version} for f in gathered.files],
+            "skipped": gathered.skipped,
+            "cached": answer.cached,
+            "model_calls": progress.model_calls,
+        }

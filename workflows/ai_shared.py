@@ -1,0 +1,369 @@
+"""Dataclasses, names and retry policies of the AI job workflows and their activities.
+
+One dataclass in, one dataclass out. Activities are called by name from the workflows, so no
+provider, database or Docker code is imported into the workflow sandbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy
+
+# Error types of the AI activities (ApplicationError.type) and the job error codes they become.
+PROVIDER_RETRYABLE = "AIProviderRetryable"
+PROVIDER_REJECTED = "AIProviderRejected"
+PROVIDER_NOT_CONFIGURED = "AIProviderNotConfigured"
+INVALID_ANSWER = "AIInvalidAnswer"
+NO_FILES = "AINoFiles"
+CONTAINER_UNAVAILABLE = "AIContainerUnavailable"
+
+ERROR_CODES = {
+    PROVIDER_REJECTED: "ai_provider_rejected",
+    PROVIDER_NOT_CONFIGURED: "ai_provider_not_configured",
+    PROVIDER_RETRYABLE: "ai_provider_unavailable",
+    INVALID_ANSWER: "ai_invalid_answer",
+    NO_FILES: "no_files",
+    CONTAINER_UNAVAILABLE: "container_unavailable",
+}
+
+# Model calls: 429/529/5xx back off (a `retry-after` overrides the interval through
+# `next_retry_delay`); after ~2 minutes of refusals the job fails as unavailable.
+PROVIDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=6,
+    non_retryable_error_types=[PROVIDER_REJECTED, PROVIDER_NOT_CONFIGURED, INVALID_ANSWER],
+)
+
+# Where generated tests live inside the container: tmpfs, so nothing reaches the workspace
+# (which the file system imports as versions) until someone applies the job.
+SCRATCH_ROOT = "/tmp/vaporform-ai"
+
+
+class Kind:
+    REVIEW = "review"
+    TESTS = "tests"
+    DEBUG = "debug"
+    GENERATE = "generate"
+
+
+class JobStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def ai_jobs_channel(project_id: str) -> str:
+    """The broker channel on which a project's AI job state changes are announced.
+
+    Collaboration rooms subscribe to it and pass each message on to their sockets as a `job`
+    event: `{"type": "job", "job_id", "kind", "status"}`.
+    """
+    return f"project:{project_id}:jobs"
+
+
+def ai_workflow_id(kind: str, job_id: str) -> str:
+    return f"ai-{kind}-{job_id}"
+
+
+# --- workflow inputs ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRef:
+    job_id: str
+    project_id: str
+    user_id: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class ContainerTarget:
+    """Which container runs the job's commands (as `POST .../container` would start it)."""
+
+    docker_queue: str
+    image: str
+    idle_timeout_s: int = 1800
+    health_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class ReviewInput:
+    job: JobRef
+    paths: list[str] | None = None
+    context_tokens: int = 60_000
+
+
+@dataclass(frozen=True)
+class TestGenInput:
+    job: JobRef
+    path: str
+    container: ContainerTarget
+    context_tokens: int = 60_000
+    rounds: int = 2
+    runs: int = 5
+    run_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class DebugInput:
+    job: JobRef
+    command: list[str] | None = None
+    error: str | None = None
+    paths: list[str] = field(default_factory=list)
+    container: ContainerTarget | None = None
+    context_tokens: int = 60_000
+    command_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class GenerateInput:
+    job: JobRef
+    prompt: str
+    paths: list[str] = field(default_factory=list)
+    context_tokens: int = 60_000
+
+
+@dataclass
+class AIProgress:
+    """What a running job is doing (the `progress` query)."""
+
+    stage: str = "queued"
+    detail: str = ""
+    round: int = 0
+    model_calls: int = 0
+
+
+# --- activity inputs and outputs ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusInput:
+    job: JobRef
+    status: str
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str
+    version: int
+    content: str
+
+
+@dataclass(frozen=True)
+class GatherInput:
+    project_id: str
+    # None: every text file of the project, smallest first, within the token budget.
+    paths: list[str] | None = None
+    token_budget: int = 60_000
+    # Project paths named in this text (a traceback) are gathered too.
+    mentioned_in: str | None = None
+    with_tests: bool = False
+
+
+@dataclass(frozen=True)
+class GatherOutput:
+    files: list[SourceFile] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # over the budget, binary or missing
+    tests: list[str] = field(default_factory=list)  # existing test files of the project
+
+
+@dataclass(frozen=True)
+class FindingData:
+    path: str
+    line_start: int
+    line_end: int
+    severity: str
+    category: str
+    message: str
+    suggestion: str | None = None
+    source: str = "model"
+    file_version: int = 0
+
+
+@dataclass(frozen=True)
+class LintInput:
+    files: list[SourceFile]
+
+
+@dataclass(frozen=True)
+class LintOutput:
+    findings: list[FindingData] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AskInput:
+    job: JobRef
+    step: str  # unique within the job: usage is recorded once per (job, step)
+    task: str  # a Kind
+    files: list[SourceFile]
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AskOutput:
+    answer: dict[str, Any]
+    cached: bool
+    calls: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class SaveFindingsInput:
+    job: JobRef
+    findings: list[FindingData]
+
+
+@dataclass(frozen=True)
+class ProposedFile:
+    path: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ProposeInput:
+    project_id: str
+    files: list[ProposedFile]
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    base_version: int  # 0: a new file
+    content: str
+    diff: str
+
+
+@dataclass(frozen=True)
+class ProposeOutput:
+    changes: list[Change] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # path -> why
+
+
+@dataclass(frozen=True)
+class EnsureContainerInput:
+    project_id: str
+    user_id: str
+    target: ContainerTarget
+
+
+@dataclass(frozen=True)
+class EnsureContainerOutput:
+    running: bool
+    container_id: str | None = None
+    docker_queue: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PrepareRunInput:
+    """One run of the test runner in the container (see activities/ai/container_runner.py)."""
+
+    job_id: str
+    container_id: str
+    target: str  # project path of the module under test
+    workspace_tests: list[str] = field(default_factory=list)  # existing tests, project paths
+    staged: dict[str, str] = field(default_factory=dict)  # scratch file name -> content
+    runs: int = 1
+    test_timeout_s: float = 10.0
+    timeout_s: float = 120.0  # the whole run
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    file: str
+    name: str
+    passed_runs: int
+    runs: int
+    error: str | None = None
+    lines: list[int] = field(default_factory=list)  # target lines this test executed
+
+
+@dataclass(frozen=True)
+class RunReport:
+    ok: bool  # the runner ran and reported; False: see `error`
+    error: str | None = None
+    executable: list[int] = field(default_factory=list)
+    import_lines: list[int] = field(default_factory=list)
+    tests: list[TestOutcome] = field(default_factory=list)
+    collect_errors: dict[str, str] = field(default_factory=dict)  # file -> why it did not load
+
+
+@dataclass(frozen=True)
+class ParseRunInput:
+    exit_code: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+
+@dataclass(frozen=True)
+class ComposeInput:
+    sources: dict[str, str]  # candidate file name -> code
+    keep: list[list[str]]  # [file, test name] pairs, in order
+
+
+@dataclass(frozen=True)
+class ComposeOutput:
+    code: str
+
+
+def check_findings(
+    findings: list[FindingData], files: list[SourceFile]
+) -> tuple[list[FindingData], list[dict[str, Any]]]:
+    """Findings whose lines exist in the file they name, and the others with the reason.
+
+    Pure, so the workflow can run it: a model that invents a line is caught before anyone
+    sees the finding.
+    """
+    lines = {f.path: max(1, len(f.content.splitlines())) for f in files}
+    versions = {f.path: f.version for f in files}
+    kept: list[FindingData] = []
+    dropped: list[dict[str, Any]] = []
+    for item in findings:
+        count = lines.get(item.path)
+        reason = None
+        if count is None:
+            reason = "the file was not part of the review"
+        elif not 1 <= item.line_start <= item.line_end <= count:
+            reason = f"lines {item.line_start}-{item.line_end} do not exist ({count} lines)"
+        elif item.severity not in ("error", "warning", "info"):
+            reason = f"unknown severity {item.severity!r}"
+        if reason is None:
+            kept.append(
+                FindingData(
+                    path=item.path,
+                    line_start=item.line_start,
+                    line_end=item.line_end,
+                    severity=item.severity,
+                    category=item.category,
+                    message=item.message,
+                    suggestion=item.suggestion,
+                    source=item.source,
+                    file_version=versions[item.path],
+                )
+            )
+        else:
+            dropped.append({"finding": finding_public(item), "reason": reason})
+    return kept, dropped
+
+
+def finding_public(item: FindingData) -> dict[str, Any]:
+    return {
+        "path": item.path,
+        "line_start": item.line_start,
+        "line_end": item.line_end,
+        "severity": item.severity,
+        "category": item.category,
+        "message": item.message,
+        "suggestion": item.suggestion,
+        "source": item.source,
+    }

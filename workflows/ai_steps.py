@@ -1,0 +1,110 @@
+"""Steps every AI job workflow shares: calling the AI activities, recording the job's state,
+and turning any failure into a job error with a stable code.
+
+Deterministic: activities are called by name, nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
+
+from workflows.ai_shared import (
+    ERROR_CODES,
+    PROVIDER_RETRY,
+    AIProgress,
+    AskInput,
+    AskOutput,
+    JobRef,
+    JobStatus,
+    SourceFile,
+    StatusInput,
+)
+from workflows.shared import DB_RETRY
+
+T = TypeVar("T")
+
+
+async def call(
+    name: str,
+    arg: Any,
+    result_type: type[T],
+    *,
+    timeout: timedelta = timedelta(seconds=60),
+    retry: RetryPolicy = DB_RETRY,
+    heartbeat: timedelta | None = None,
+    task_queue: str | None = None,
+) -> T:
+    result: T = await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=timeout,
+        retry_policy=retry,
+        heartbeat_timeout=heartbeat,
+        task_queue=task_queue,
+    )
+    return result
+
+
+async def ask(
+    progress: AIProgress,
+    job: JobRef,
+    step: str,
+    task: str,
+    files: list[SourceFile],
+    payload: dict[str, Any],
+) -> AskOutput:
+    progress.stage, progress.detail = "asking the model", step
+    answer = await call(
+        "ai_ask",
+        AskInput(job=job, step=step, task=task, files=files, payload=payload),
+        AskOutput,
+        # A long streamed answer takes minutes; the heartbeat shows it is still arriving.
+        timeout=timedelta(minutes=10),
+        heartbeat=timedelta(seconds=60),
+        retry=PROVIDER_RETRY,
+    )
+    progress.model_calls += answer.calls
+    return answer
+
+
+def describe(err: BaseException) -> tuple[str, str]:
+    """(code, message) of a failure: the innermost application error says what went wrong."""
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError | FailureError) and not isinstance(
+        cause, ApplicationError | TimeoutError
+    ):
+        cause = cause.cause
+    if isinstance(cause, ApplicationError):
+        return ERROR_CODES.get(cause.type or "", "ai_job_failed"), cause.message
+    if isinstance(cause, TimeoutError):
+        return "ai_timeout", "a step of the job ran out of time"
+    return "ai_job_failed", str(err) or type(err).__name__
+
+
+async def run_job(
+    job: JobRef, progress: AIProgress, body: Callable[[], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Mark the job running, run `body`, record its result, or its error and fail."""
+    await call("ai_set_status", StatusInput(job, JobStatus.RUNNING), bool)
+    progress.stage = "running"
+    try:
+        result = await body()
+    except (ActivityError, ApplicationError, FailureError) as err:
+        code, message = describe(err)
+        progress.stage, progress.detail = "failed", message
+        await call(
+            "ai_set_status",
+            StatusInput(job, JobStatus.FAILED, error={"code": code, "message": message}),
+            bool,
+        )
+        raise ApplicationError(message, type=code, non_retryable=True) from err
+    await call("ai_set_status", StatusInput(job, JobStatus.SUCCEEDED, result=result), bool)
+    progress.stage, progress.detail = "succeeded", ""
+    return result
