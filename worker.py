@@ -35,6 +35,7 @@ from store.db import create_pool
 from store.filesystem import FileSystem, build_filesystem
 from store.workspace import workspaces_root
 from vaporform.config import AISettings, Config
+from vaporform.outbox_relay import OutboxRelay
 from vaporform.workspace_watch import watch_workspaces
 from workflows.ai_changes import CodeGenerationWorkflow, DebugWorkflow
 from workflows.ai_review import CodeReviewWorkflow
@@ -200,9 +201,10 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
                 watcher = asyncio.create_task(
                     watch_workspaces(workspaces_root(config.data_dir), workspace_changed, stop)
                 )
+                relay = asyncio.create_task(OutboxRelay(pool, client, config.task_queue).run(stop))
                 log.info("worker running", extra={"task_queue": config.task_queue})
                 await stop.wait()
-                await watcher
+                await asyncio.gather(watcher, relay)
     finally:
         if broker is not None:
             await broker.close()

@@ -69,16 +69,24 @@ class ConnectionPool:
         self._idle: asyncio.Queue[Connection] = asyncio.Queue()
         self._all: list[Connection] = []
 
+    async def _connect(self) -> Connection:
+        reader, writer = await asyncio.open_connection(self._host, self._port)
+        conn = Connection(reader, writer, f"{self._host}:{self._port}")
+        self._all.append(conn)
+        return conn
+
     async def open(self) -> None:
         for _ in range(self._size):
-            reader, writer = await asyncio.open_connection(self._host, self._port)
-            conn = Connection(reader, writer, f"{self._host}:{self._port}")
-            self._all.append(conn)
-            self._idle.put_nowait(conn)
+            self._idle.put_nowait(await self._connect())
 
     async def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, bytes]:
         conn = await self._idle.get()
         try:
+            return await conn.request(method, path, **kwargs)
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            # The server closed a keep-alive connection that sat idle: one retry on a new one.
+            conn.close()
+            conn = await self._connect()
             return await conn.request(method, path, **kwargs)
         finally:
             self._idle.put_nowait(conn)

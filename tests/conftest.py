@@ -31,6 +31,7 @@ from store.migrate import migrate
 from tests.support import wait_until
 from vaporform.cli import temporal_binary
 from vaporform.config import Config, JWTSettings, RateLimits
+from vaporform.outbox_relay import OutboxRelay
 from web.app import create_app
 from workflows.shared import PROJECT_ID, USER_ID
 
@@ -120,7 +121,13 @@ async def worker(temporal_client: Client, config: Config) -> AsyncIterator[None]
         async with worker_module.build_worker(
             temporal_client, pool, config.task_queue, executor, files=files, broker=broker
         ):
+            stop = asyncio.Event()
+            relay = asyncio.create_task(
+                OutboxRelay(pool, temporal_client, config.task_queue).run(stop)
+            )
             yield
+            stop.set()
+            await relay
     await broker.close()
     await pool.close()
 

@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from store import db
 from tests.support import create_project, register, wait_until
@@ -22,6 +23,16 @@ async def test_project_creation_runs_the_audit_workflow(
     handle = temporal_client.get_workflow_handle_for(
         ProjectCreatedWorkflow.run, project_created_workflow_id(project["id"])
     )
+
+    async def started() -> bool:
+        try:
+            await handle.describe()
+            return True
+        except RPCError:
+            return False
+
+    # Started by the outbox relay once the project's transaction has committed.
+    await wait_until(started, timeout=15, what="the workflow to be started")
     result = await handle.result()
     assert result == ProjectCreatedOutput(audit_recorded=True)
 

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint, g
 from quart_schema import document_response, validate_request
-from temporalio.client import WorkflowHandle
-from temporalio.service import RPCError
 
-from store import projects, users
+from store import outbox, projects, users
 from web.access import parse_uuid, project_for
 from web.auth import principal, require_auth
 from web.errors import APIError, not_found
 from web.services import services
-from workflows.project_created import ProjectCreatedWorkflow
-from workflows.shared import ProjectCreatedInput, project_created_workflow_id, search_attributes
+from workflows.shared import ProjectCreatedInput
 
 blueprint = Blueprint("projects", __name__, url_prefix="/api/v1/projects")
 
@@ -87,20 +85,6 @@ class MemberList(BaseModel):
     items: list[MemberOut]
 
 
-async def _start_created_workflow(project: projects.Project) -> WorkflowHandle[Any, Any]:
-    found = services()
-    pid, owner = str(project.id), str(project.owner_id)
-    return await found.temporal.start_workflow(
-        ProjectCreatedWorkflow.run,
-        ProjectCreatedInput(
-            project_id=pid, owner_id=owner, name=project.name, request_id=g.get("request_id")
-        ),
-        id=project_created_workflow_id(pid),
-        task_queue=found.config.task_queue,
-        search_attributes=search_attributes(pid, owner),
-    )
-
-
 @blueprint.post("")
 @require_auth
 @validate_request(ProjectIn)
@@ -115,14 +99,19 @@ async def create_project(data: ProjectIn) -> tuple[dict[str, Any], int]:
             description=data.description,
             config=data.config,
         )
-        # Started inside the transaction: if Temporal cannot take the follow-up work, the
-        # project is not created either, so nothing is half-done.
-        try:
-            await _start_created_workflow(project)
-        except RPCError as exc:
-            raise APIError(
-                503, "workflow_unavailable", "the workflow service is unavailable, retry later"
-            ) from exc
+        # The follow-up workflow commits with the project and starts after (store/outbox.py).
+        await outbox.enqueue(
+            conn,
+            "project_created",
+            asdict(
+                ProjectCreatedInput(
+                    project_id=str(project.id),
+                    owner_id=str(project.owner_id),
+                    name=project.name,
+                    request_id=g.get("request_id"),
+                )
+            ),
+        )
     return project.public(), 201
 
 

@@ -1,0 +1,106 @@
+"""Starts the workflows that committed transactions recorded in the outbox.
+
+Runs in the worker. Woken by NOTIFY at commit, and polls every few seconds in case a
+notification was missed (a reconnect, a relay that was down). Workflow ids are deterministic, so
+starting one twice (a relay crashed after starting but before deleting the row) is harmless.
+Several relays can run at once: rows are claimed with SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from store import outbox
+from workflows.project_created import ProjectCreatedWorkflow
+from workflows.shared import ProjectCreatedInput, project_created_workflow_id, search_attributes
+
+log = logging.getLogger("vaporform.outbox")
+
+POLL_INTERVAL_S = 2.0
+BATCH = 100
+MAX_BACKOFF = timedelta(minutes=5)
+
+Handler = Callable[[Client, str, dict[str, Any]], Awaitable[None]]
+
+
+async def start_project_created(client: Client, task_queue: str, payload: dict[str, Any]) -> None:
+    data = ProjectCreatedInput(**payload)
+    await client.start_workflow(
+        ProjectCreatedWorkflow.run,
+        data,
+        id=project_created_workflow_id(data.project_id),
+        task_queue=task_queue,
+        search_attributes=search_attributes(data.project_id, data.owner_id),
+    )
+
+
+HANDLERS: dict[str, Handler] = {"project_created": start_project_created}
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: Client,
+        task_queue: str,
+        handlers: dict[str, Handler] | None = None,
+    ) -> None:
+        self._handlers = HANDLERS if handlers is None else handlers
+        self._pool = pool
+        self._client = client
+        self._task_queue = task_queue
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with self._pool.acquire() as listener:
+            await listener.add_listener(outbox.CHANNEL, self._notified)
+            try:
+                while not stop.is_set():
+                    self._wake.clear()
+                    while await self.relay_once() == BATCH:
+                        pass  # a full batch: more may be due right now
+                    waiters = [asyncio.ensure_future(e.wait()) for e in (self._wake, stop)]
+                    await asyncio.wait(
+                        waiters, timeout=POLL_INTERVAL_S, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for waiter in waiters:
+                        waiter.cancel()
+            finally:
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    await listener.remove_listener(outbox.CHANNEL, self._notified)
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Start what is due; the number of items handled."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            items = await outbox.claim_due(conn, list(self._handlers), BATCH)
+            finished: list[int] = []
+            for item in items:
+                try:
+                    await self._handlers[item.kind](self._client, self._task_queue, item.payload)
+                except WorkflowAlreadyStartedError:
+                    pass  # started before, by us or another relay: done
+                except (RPCError, RuntimeError, ValueError, TypeError) as exc:
+                    delay = min(MAX_BACKOFF, timedelta(seconds=2 ** min(item.attempts, 9)))
+                    log.warning(
+                        "outbox item deferred",
+                        extra={"item": item.id, "kind": item.kind, "error": str(exc)},
+                    )
+                    await outbox.retry_later(conn, item.id, str(exc), delay)
+                    continue
+                finished.append(item.id)
+            if finished:
+                await outbox.done(conn, finished)
+        return len(items)
