@@ -343,6 +343,14 @@ class Room:
     ) -> None:
         opened = self.documents[path]
         doc = opened.doc
+        if revision > doc.revision:
+            await doc.catch_up(self.hub.pool)  # the client heard of it through another node
+            if revision > doc.revision:
+                raise CollabError(
+                    "invalid_revision",
+                    f"revision {revision} is ahead of the document ({doc.revision})",
+                    {"path": path, "revision": doc.revision},
+                )
         position = doc.transform_position(revision, position)
         end = None if end is None else doc.transform_position(revision, end)
         payload = {

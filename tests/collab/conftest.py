@@ -10,14 +10,17 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import websockets
 
+from collab.settings import CollabSettings
 from store import db, projects, users
-from tests.conftest import Server
+from tests.conftest import Server, start_server
 from vaporform.config import Config
 
 
@@ -119,3 +122,24 @@ class WSClient:
     async def close(self) -> None:
         await self.connection.close()
         await self._reader
+
+
+FAST = CollabSettings(checkpoint_idle_s=0.5, checkpoint_every_ops=50, op_rate=500, op_burst=500)
+
+
+@pytest.fixture(scope="module")
+async def nodes(config: Config, worker: None) -> AsyncIterator[tuple[Server, Server]]:
+    """Two API servers (two apps, two brokers) on one database and one Redis."""
+    fast = replace(config, collab=FAST)
+    a, stop_a, task_a = await start_server(fast)
+    b, stop_b, task_b = await start_server(fast)
+    yield a, b
+    stop_a.set()
+    stop_b.set()
+    await asyncio.gather(task_a, task_b)
+
+
+@pytest.fixture
+async def api(nodes: tuple[Server, Server]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=nodes[0].base_url, timeout=30) as client:
+        yield client
