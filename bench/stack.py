@@ -6,8 +6,8 @@ server over real sockets rather than sharing its event loop.
 
 from __future__ import annotations
 
-import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -88,5 +88,5 @@ async def stack(extra_env: dict[str, str] | None = None) -> AsyncIterator[str]:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
-        await asyncio.sleep(0)
         await db.drop_database(config.database_url)
+        shutil.rmtree(data, ignore_errors=True)

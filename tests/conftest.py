@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 from hypercorn.asyncio import serve
-from hypercorn.config import Config as HypercornConfig
 from quart import Quart
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -33,6 +32,7 @@ from vaporform.cli import temporal_binary
 from vaporform.config import Config, JWTSettings, RateLimits
 from vaporform.outbox_relay import OutboxRelay
 from web.app import create_app
+from web.serving import hypercorn_config
 from workflows.shared import PROJECT_ID, USER_ID
 
 ADMIN_DSN = os.environ.get(
@@ -140,11 +140,9 @@ class Server:
 
 async def start_server(config: Config) -> tuple[Server, asyncio.Event, asyncio.Task[None]]:
     port = free_port()
-    app = create_app(replace(config, api_port=port))
-    hconfig = HypercornConfig()
-    hconfig.bind = [f"127.0.0.1:{port}"]
-    hconfig.accesslog = None
-    hconfig.errorlog = None
+    bound = replace(config, api_host="127.0.0.1", api_port=port)
+    app = create_app(bound)
+    hconfig = hypercorn_config(bound, quiet=True)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(app, hconfig, shutdown_trigger=stop.wait))
     server = Server(app, port)

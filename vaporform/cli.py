@@ -211,14 +211,11 @@ async def run_dev(config: Config) -> int:
 
 async def run_api(config: Config) -> None:
     from hypercorn.asyncio import serve
-    from hypercorn.config import Config as HypercornConfig
 
     from web.app import create_app
+    from web.serving import hypercorn_config
 
-    hconfig = HypercornConfig()
-    hconfig.bind = [f"{config.api_host}:{config.api_port}"]
-    hconfig.accesslog = None
-    hconfig.graceful_timeout = 5
+    hconfig = hypercorn_config(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
