@@ -18,15 +18,9 @@ import docker.errors
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.docker_containers import (
-    KEEPALIVE,
-    DockerActivities,
-    beating,
-    hardened_settings,
-)
-from vaporform.images import IMAGE_PREFIX, RUNTIME_UID
+from activities.docker_containers import DockerActivities, beating, check_runtime_image
+from vaporform.images import RUNTIME_UID
 from workflows.container_shared import (
-    IMAGE_NOT_FOUND,
     LABEL_CREATED_BY,
     LABEL_MANAGED,
     LABEL_POOL,
@@ -67,10 +61,7 @@ class ContainerPoolActivities:
     @activity.defn(name="docker_pool_create_member")
     def create_member(self, data: CreateMemberInput) -> ContainerInfo:
         """Create, start and wait until healthy; on failure nothing of it is left behind."""
-        if not data.spec.image.startswith(IMAGE_PREFIX):
-            raise ApplicationError(
-                f"only {IMAGE_PREFIX}* images run here", type=IMAGE_NOT_FOUND, non_retryable=True
-            )
+        check_runtime_image(data.spec)
         slot = slot_dir(self._data_dir, data.slot_id)
         slot.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -87,33 +78,16 @@ class ContainerPoolActivities:
 
     def _find_or_create(self, data: CreateMemberInput, slot: Path) -> Any:
         name = member_name(data.slot_id)
-        try:
-            return beating(
-                self._calls,
-                lambda: self._docker.containers.create(
-                    data.spec.image,
-                    command=KEEPALIVE,
-                    name=name,
-                    hostname="workspace",
-                    labels={
-                        LABEL_MANAGED: "true",
-                        LABEL_POOL: data.pool_id,
-                        LABEL_SLOT: data.slot_id,
-                        LABEL_WORKFLOW: data.pool_id,
-                        LABEL_CREATED_BY: "pool",
-                    },
-                    **hardened_settings(data.spec, str(slot)),
-                ),
-            )
-        except docker.errors.ImageNotFound:
-            raise ApplicationError(
-                f"image {data.spec.image} is not on this Docker host (vaporform images build)",
-                type=IMAGE_NOT_FOUND,
-                non_retryable=True,
-            ) from None
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:
-                raise
+        labels = {
+            LABEL_MANAGED: "true",
+            LABEL_POOL: data.pool_id,
+            LABEL_SLOT: data.slot_id,
+            LABEL_WORKFLOW: data.pool_id,
+            LABEL_CREATED_BY: "pool",
+        }
+        created = self._engine.create_idle(data.spec, name, labels, str(slot))
+        if created is not None:
+            return created
         existing = self._docker.containers.get(name)  # a retry after a crash: take it over
         if existing.labels.get(LABEL_SLOT) != data.slot_id:
             raise ApplicationError(

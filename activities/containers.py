@@ -8,6 +8,7 @@ Docker host's queue (`activities/docker_containers.py`).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -142,24 +143,24 @@ class ContainerControlActivities:
     async def notify_vanished(self, data: NotifyVanishedInput) -> NotifyOutput:
         notified = 0
         for item in data.items:
-            try:
-                await self._client.get_workflow_handle(item.workflow_id).signal(
-                    "container_vanished", VanishedInput(item.container_id)
-                )
-                notified += 1
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
+            notified += await self._signal(
+                item.workflow_id, "container_vanished", VanishedInput(item.container_id)
+            )
         for pool in data.pools:
-            try:
-                await self._client.get_workflow_handle(pool.pool_id).signal(
-                    "members_gone", PoolMembersGoneInput(pool.container_ids)
-                )
-                notified += 1
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
+            notified += await self._signal(
+                pool.pool_id, "members_gone", PoolMembersGoneInput(pool.container_ids)
+            )
         return NotifyOutput(notified=notified)
+
+    async def _signal(self, workflow_id: str, name: str, arg: Any) -> bool:
+        """Signal a workflow; False when it is not running (nothing left to tell)."""
+        try:
+            await self._client.get_workflow_handle(workflow_id).signal(name, arg)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+        return True
 
     @activity.defn(name="containers_pool_claim")
     async def pool_claim(self, data: PoolClaimInput) -> PoolClaimOutput:

@@ -113,6 +113,13 @@ def beating(calls: concurrent.futures.Executor, call: Callable[[], T], every_s: 
             activity.heartbeat()
 
 
+def check_runtime_image(spec: ContainerSpec) -> None:
+    if not spec.image.startswith(IMAGE_PREFIX):
+        raise ApplicationError(
+            f"only {IMAGE_PREFIX}* images run here", type=IMAGE_NOT_FOUND, non_retryable=True
+        )
+
+
 def _info(container: Any) -> ContainerInfo:
     state = container.attrs.get("State", {})
     return ContainerInfo(
@@ -172,10 +179,7 @@ class DockerActivities:
 
     @activity.defn(name="docker_create_container")
     def create_container(self, data: CreateContainerInput) -> CreateContainerOutput:
-        if not data.spec.image.startswith(IMAGE_PREFIX):
-            raise ApplicationError(
-                f"only {IMAGE_PREFIX}* images run here", type=IMAGE_NOT_FOUND, non_retryable=True
-            )
+        check_runtime_image(data.spec)
         name = container_name(data.project_id)
         labels = {
             LABEL_MANAGED: "true",
@@ -183,28 +187,9 @@ class DockerActivities:
             LABEL_WORKFLOW: data.workflow_id,
             LABEL_CREATED_BY: data.created_by,
         }
-        try:
-            container = beating(
-                self._calls,
-                lambda: self._docker.containers.create(
-                    data.spec.image,
-                    command=KEEPALIVE,
-                    name=name,
-                    hostname="workspace",
-                    labels=labels,
-                    **hardened_settings(data.spec, data.workspace),
-                ),
-            )
+        container = self.create_idle(data.spec, name, labels, data.workspace)
+        if container is not None:
             return CreateContainerOutput(container_id=str(container.id))
-        except docker.errors.ImageNotFound:
-            raise ApplicationError(
-                f"image {data.spec.image} is not on this Docker host",
-                type=IMAGE_NOT_FOUND,
-                non_retryable=True,
-            ) from None
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:
-                raise
         # The name is taken: a retry of this activity after a crash, or a leftover. Ours is
         # taken over (exactly one container per project); anything else is an error.
         existing = self._docker.containers.get(name)
@@ -422,6 +407,33 @@ class DockerActivities:
         return streams, truncated
 
     # --- helpers --------------------------------------------------------------------
+
+    def create_idle(
+        self, spec: ContainerSpec, name: str, labels: dict[str, str], workspace: str
+    ) -> Any | None:
+        """Create (not start) a hardened container that idles; None when `name` is taken."""
+        try:
+            return beating(
+                self._calls,
+                lambda: self._docker.containers.create(
+                    spec.image,
+                    command=KEEPALIVE,
+                    name=name,
+                    hostname="workspace",
+                    labels=labels,
+                    **hardened_settings(spec, workspace),
+                ),
+            )
+        except docker.errors.ImageNotFound:
+            raise ApplicationError(
+                f"image {spec.image} is not on this Docker host (vaporform images build)",
+                type=IMAGE_NOT_FOUND,
+                non_retryable=True,
+            ) from None
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            return None
 
     def _get(self, container_id: str) -> Any:
         try:

@@ -12,6 +12,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -138,7 +139,10 @@ class Server:
         self.base_url = f"http://127.0.0.1:{port}"
 
 
-async def start_server(config: Config) -> tuple[Server, asyncio.Event, asyncio.Task[None]]:
+@asynccontextmanager
+async def serving(config: Config) -> AsyncIterator[Server]:
+    """An API server for `config` on a free port, answering /healthz, stopped when the block
+    ends."""
     port = free_port()
     bound = replace(config, api_host="127.0.0.1", api_port=port)
     app = create_app(bound)
@@ -154,16 +158,18 @@ async def start_server(config: Config) -> tuple[Server, asyncio.Event, asyncio.T
         except httpx.TransportError:
             return False
 
-    await wait_until(healthy, timeout=15, what="the API server to answer /healthz")
-    return server, stop, task
+    try:
+        await wait_until(healthy, timeout=15, what="the API server to answer /healthz")
+        yield server
+    finally:
+        stop.set()
+        await task
 
 
 @pytest.fixture(scope="session")
 async def server(config: Config, worker: None) -> AsyncIterator[Server]:
-    found, stop, task = await start_server(config)
-    yield found
-    stop.set()
-    await task
+    async with serving(config) as found:
+        yield found
 
 
 @pytest.fixture

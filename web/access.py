@@ -7,7 +7,9 @@ import uuid
 from store import projects
 from store.db import Conn
 from store.projects import Project
+from web.auth import Principal, principal
 from web.errors import APIError, not_found
+from web.services import services
 
 ROLE_RANK = {"viewer": 0, "editor": 1, "owner": 2}
 
@@ -34,3 +36,12 @@ async def project_for(
             details={"required_role": need, "role": project.role},
         )
     return project
+
+
+async def caller_project(raw_project_id: str, need: str = "viewer") -> tuple[Project, Principal]:
+    """The authenticated caller (401) and the project as they see it (404, 403), on a
+    connection of its own."""
+    caller = await principal()
+    async with services().pool.acquire() as conn:
+        project = await project_for(conn, raw_project_id, caller.user_id, need)
+    return project, caller

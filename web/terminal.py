@@ -28,8 +28,7 @@ from typing import Any
 from quart import Blueprint, current_app, websocket
 
 from vaporform.images import RUNTIME_UID
-from web.access import project_for
-from web.auth import principal
+from web.access import caller_project
 from web.blueprints.containers import current_status, touch
 from web.errors import APIError, error_response
 from web.services import services
@@ -158,9 +157,7 @@ async def _pump_input(session: TerminalSession, project_id: Any, user_id: str) -
 @blueprint.websocket("/<project_id>/terminal")
 async def terminal(project_id: str) -> Any:
     try:
-        caller = await principal()
-        async with services().pool.acquire() as conn:
-            project = await project_for(conn, project_id, caller.user_id, need="editor")
+        project, caller = await caller_project(project_id, need="editor")
         status = await current_status(project.id)
         if status.status != Status.RUNNING or not status.container_id:
             raise APIError(

@@ -12,11 +12,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from workflows.ai_shared import (
-    CONTAINER_UNAVAILABLE,
     AIProgress,
     DebugInput,
-    EnsureContainerInput,
-    EnsureContainerOutput,
     GatherInput,
     GatherOutput,
     GenerateInput,
@@ -26,7 +23,7 @@ from workflows.ai_shared import (
     ProposeOutput,
     SourceFile,
 )
-from workflows.ai_steps import ask, call, run_job
+from workflows.ai_steps import AIJobWorkflow, ask, call, run_job, running_container
 from workflows.container_shared import ExecInput, ExecOutput
 
 OUTPUT_TAIL = 12_000  # characters of command output shown to the model
@@ -57,14 +54,7 @@ async def propose(
 
 
 @workflow.defn(name="AIDebug")
-class DebugWorkflow:
-    def __init__(self) -> None:
-        self._progress = AIProgress()
-
-    @workflow.query
-    def progress(self) -> AIProgress:
-        return self._progress
-
+class DebugWorkflow(AIJobWorkflow):
     @workflow.run
     async def run(self, data: DebugInput) -> dict[str, Any]:
         return await run_job(data.job, self._progress, lambda: self._debug(data))
@@ -76,23 +66,11 @@ class DebugWorkflow:
         if data.command:
             if data.container is None:
                 raise ApplicationError("no container to run the command in")
-            progress.stage = "starting the container"
-            container = await call(
-                "ai_ensure_container",
-                EnsureContainerInput(data.job.project_id, data.job.user_id, data.container),
-                EnsureContainerOutput,
-                timeout=timedelta(minutes=2),
-            )
-            if not container.running or not container.container_id:
-                raise ApplicationError(
-                    f"the project's container is not running: {container.error}",
-                    type=CONTAINER_UNAVAILABLE,
-                    non_retryable=True,
-                )
+            container, container_id = await running_container(progress, data.job, data.container)
             progress.stage = "running the command"
             ran = await call(
                 "docker_exec",
-                ExecInput(container.container_id, data.command, data.command_timeout_s),
+                ExecInput(container_id, data.command, data.command_timeout_s),
                 ExecOutput,
                 timeout=timedelta(seconds=data.command_timeout_s + 30),
                 heartbeat=timedelta(seconds=10),
@@ -129,14 +107,7 @@ class DebugWorkflow:
 
 
 @workflow.defn(name="AICodeGeneration")
-class CodeGenerationWorkflow:
-    def __init__(self) -> None:
-        self._progress = AIProgress()
-
-    @workflow.query
-    def progress(self) -> AIProgress:
-        return self._progress
-
+class CodeGenerationWorkflow(AIJobWorkflow):
     @workflow.run
     async def run(self, data: GenerateInput) -> dict[str, Any]:
         return await run_job(data.job, self._progress, lambda: self._generate(data))

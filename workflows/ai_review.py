@@ -9,7 +9,6 @@ from typing import Any
 from temporalio import workflow
 
 from workflows.ai_shared import (
-    AIProgress,
     FindingData,
     GatherInput,
     GatherOutput,
@@ -20,18 +19,11 @@ from workflows.ai_shared import (
     check_findings,
     finding_public,
 )
-from workflows.ai_steps import ask, call, run_job
+from workflows.ai_steps import AIJobWorkflow, ask, call, run_job
 
 
 @workflow.defn(name="AICodeReview")
-class CodeReviewWorkflow:
-    def __init__(self) -> None:
-        self._progress = AIProgress()
-
-    @workflow.query
-    def progress(self) -> AIProgress:
-        return self._progress
-
+class CodeReviewWorkflow(AIJobWorkflow):
     @workflow.run
     async def run(self, data: ReviewInput) -> dict[str, Any]:
         return await run_job(data.job, self._progress, lambda: self._review(data))

@@ -15,11 +15,15 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
 
 from workflows.ai_shared import (
+    CONTAINER_UNAVAILABLE,
     ERROR_CODES,
     PROVIDER_RETRY,
     AIProgress,
     AskInput,
     AskOutput,
+    ContainerTarget,
+    EnsureContainerInput,
+    EnsureContainerOutput,
     JobRef,
     JobStatus,
     SourceFile,
@@ -52,6 +56,21 @@ async def call(
     return result
 
 
+class AIJobWorkflow:
+    """What every AI job workflow has: its progress and the `progress` query that reads it.
+
+    Subclasses carry `@workflow.defn` and their own `@workflow.run`; temporalio registers the
+    query from here, as it collects the members of the class and of its bases.
+    """
+
+    def __init__(self) -> None:
+        self._progress = AIProgress()
+
+    @workflow.query
+    def progress(self) -> AIProgress:
+        return self._progress
+
+
 async def ask(
     progress: AIProgress,
     job: JobRef,
@@ -72,6 +91,26 @@ async def ask(
     )
     progress.model_calls += answer.calls
     return answer
+
+
+async def running_container(
+    progress: AIProgress, job: JobRef, target: ContainerTarget
+) -> tuple[EnsureContainerOutput, str]:
+    """The project's container, started if need be, and its id; the job fails without one."""
+    progress.stage = "starting the container"
+    container = await call(
+        "ai_ensure_container",
+        EnsureContainerInput(job.project_id, job.user_id, target),
+        EnsureContainerOutput,
+        timeout=timedelta(minutes=2),
+    )
+    if not container.running or not container.container_id:
+        raise ApplicationError(
+            f"the project's container is not running: {container.error}",
+            type=CONTAINER_UNAVAILABLE,
+            non_retryable=True,
+        )
+    return container, container.container_id
 
 
 def describe(err: BaseException) -> tuple[str, str]:

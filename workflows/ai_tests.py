@@ -21,10 +21,8 @@ from temporalio.exceptions import ApplicationError
 from workflows.ai_changes import propose
 from workflows.ai_shared import (
     CONTAINER_UNAVAILABLE,
-    AIProgress,
     ComposeInput,
     ComposeOutput,
-    EnsureContainerInput,
     EnsureContainerOutput,
     GatherInput,
     GatherOutput,
@@ -34,7 +32,7 @@ from workflows.ai_shared import (
     TestGenInput,
     TestOutcome,
 )
-from workflows.ai_steps import ask, call, run_job
+from workflows.ai_steps import AIJobWorkflow, ask, call, run_job, running_container
 from workflows.container_shared import ExecInput, ExecOutput
 
 
@@ -53,14 +51,7 @@ def percent(lines: set[int], executable: set[int]) -> float:
 
 
 @workflow.defn(name="AITestGeneration")
-class TestGenerationWorkflow:
-    def __init__(self) -> None:
-        self._progress = AIProgress()
-
-    @workflow.query
-    def progress(self) -> AIProgress:
-        return self._progress
-
+class TestGenerationWorkflow(AIJobWorkflow):
     @workflow.run
     async def run(self, data: TestGenInput) -> dict[str, Any]:
         return await run_job(data.job, self._progress, lambda: self._generate(data))
@@ -97,19 +88,7 @@ class TestGenerationWorkflow:
             raise ApplicationError(
                 f"{data.path} is not a Python file of the project", type="AINoFiles"
             )
-        progress.stage = "starting the container"
-        container = await call(
-            "ai_ensure_container",
-            EnsureContainerInput(job.project_id, job.user_id, data.container),
-            EnsureContainerOutput,
-            timeout=timedelta(minutes=2),
-        )
-        if not container.running or not container.container_id:
-            raise ApplicationError(
-                f"the project's container is not running: {container.error}",
-                type=CONTAINER_UNAVAILABLE,
-                non_retryable=True,
-            )
+        container, container_id = await running_container(progress, job, data.container)
         existing = [t for t in gathered.tests if t != data.path]
         progress.stage = "measuring coverage before"
         baseline = await self._run(
@@ -117,7 +96,7 @@ class TestGenerationWorkflow:
             container,
             PrepareRunInput(
                 job_id=job.job_id,
-                container_id=container.container_id,
+                container_id=container_id,
                 target=data.path,
                 workspace_tests=existing,
                 runs=1,
@@ -166,7 +145,7 @@ class TestGenerationWorkflow:
                 container,
                 PrepareRunInput(
                     job_id=job.job_id,
-                    container_id=container.container_id,
+                    container_id=container_id,
                     target=data.path,
                     staged={name: sources[name]},
                     runs=data.runs,

@@ -28,7 +28,7 @@ from store import db
 from store.filesystem import build_filesystem
 from tests.ai.fake_anthropic import FakeAnthropic
 from tests.ai.pyimage import build as build_python_image
-from tests.conftest import REDIS_URL, Server, start_server
+from tests.conftest import REDIS_URL, Server, serving
 from vaporform.config import AISettings, Config
 from workflows.container_shared import LABEL_MANAGED
 
@@ -171,20 +171,16 @@ async def docker_worker(
 async def ai_server(
     ai_config: Config, ai_worker: None, docker_worker: None
 ) -> AsyncIterator[Server]:
-    found, stop, task = await start_server(ai_config)
-    yield found
-    stop.set()
-    await task
+    async with serving(ai_config) as found:
+        yield found
 
 
 @pytest.fixture(scope="session")
 async def offline_server(
     offline_config: Config, offline_worker: None, docker_worker: None
 ) -> AsyncIterator[Server]:
-    found, stop, task = await start_server(offline_config)
-    yield found
-    stop.set()
-    await task
+    async with serving(offline_config) as found:
+        yield found
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import httpx
 from collab.broker import RedisBroker
 from tests.ai.fake_anthropic import FakeAnthropic, Reply
 from tests.ai.helpers import answer, finished, put_file, start_job
-from tests.conftest import REDIS_URL, Server, start_server
+from tests.conftest import REDIS_URL, Server, serving
 from tests.support import Account, assert_error, create_project, register, wait_until
 from vaporform.config import Config
 from workflows.ai_shared import ai_jobs_channel
@@ -265,13 +265,8 @@ async def test_roles_and_budgets(
     )
 
     broke = replace(ai_config, ai=replace(ai_config.ai, budget_project_usd=0.0))
-    server, stop, task = await start_server(broke)
-    try:
-        async with httpx.AsyncClient(base_url=server.base_url) as client:
-            refused = await client.post(f"{base}/reviews", json={}, headers=owner.headers)
-    finally:
-        stop.set()
-        await task
+    async with serving(broke) as server, httpx.AsyncClient(base_url=server.base_url) as client:
+        refused = await client.post(f"{base}/reviews", json={}, headers=owner.headers)
     error = assert_error(refused, 402, "budget_exceeded")
     assert error["details"]["scope"] == "project"
     assert error["details"]["budget_usd"] == 0.0

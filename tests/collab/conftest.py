@@ -20,7 +20,7 @@ import websockets
 
 from collab.settings import CollabSettings
 from store import db, projects, users
-from tests.conftest import Server, start_server
+from tests.conftest import Server, serving
 from vaporform.config import Config
 
 
@@ -131,12 +131,8 @@ FAST = CollabSettings(checkpoint_idle_s=0.5, checkpoint_every_ops=50, op_rate=50
 async def nodes(config: Config, worker: None) -> AsyncIterator[tuple[Server, Server]]:
     """Two API servers (two apps, two brokers) on one database and one Redis."""
     fast = replace(config, collab=FAST)
-    a, stop_a, task_a = await start_server(fast)
-    b, stop_b, task_b = await start_server(fast)
-    yield a, b
-    stop_a.set()
-    stop_b.set()
-    await asyncio.gather(task_a, task_b)
+    async with serving(fast) as a, serving(fast) as b:
+        yield a, b
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 
 from collab import ot
 from tests.collab.conftest import WSClient
-from tests.conftest import Server, free_port, start_server
+from tests.conftest import Server, free_port, serving
 from tests.support import Account, create_project, register, wait_until
 from vaporform.config import Config
 
@@ -97,57 +97,55 @@ class Typist:
 async def test_killing_a_node_loses_no_acknowledged_op(
     config: Config, worker: None, doomed: tuple[Server, asyncio.subprocess.Process]
 ) -> None:
-    survivor, stop, task = await start_server(config)
-    try:
-        async with httpx.AsyncClient(base_url=survivor.base_url, timeout=30) as api:
-            owner: Account = await register(api, "owner")
-            pid = (await create_project(api, owner))["id"]
-            put = await api.put(
-                f"/api/v1/projects/{pid}/files/k.txt", json={"content": ""}, headers=owner.headers
+    async with (
+        serving(config) as survivor,
+        httpx.AsyncClient(base_url=survivor.base_url, timeout=30) as api,
+    ):
+        owner: Account = await register(api, "owner")
+        pid = (await create_project(api, owner))["id"]
+        put = await api.put(
+            f"/api/v1/projects/{pid}/files/k.txt", json={"content": ""}, headers=owner.headers
+        )
+        assert put.status_code == 201
+        node, process = doomed
+        typists = [
+            Typist(
+                f"t{i}",
+                await WSClient.connect(node if i % 2 else survivor, pid, owner.access_token),
+                random.Random(i),
             )
-            assert put.status_code == 201
-            node, process = doomed
-            typists = [
-                Typist(
-                    f"t{i}",
-                    await WSClient.connect(node if i % 2 else survivor, pid, owner.access_token),
-                    random.Random(i),
-                )
-                for i in range(4)
-            ]
-            runs = [asyncio.ensure_future(t.type(60)) for t in typists]
+            for i in range(4)
+        ]
+        runs = [asyncio.ensure_future(t.type(60)) for t in typists]
 
-            async def some_acked() -> bool:
-                return all(len(t.acked) >= 5 for t in typists)
+        async def some_acked() -> bool:
+            return all(len(t.acked) >= 5 for t in typists)
 
-            await wait_until(some_acked, timeout=30, what="typing on both nodes")
-            process.send_signal(signal.SIGKILL)
-            results = await asyncio.gather(*runs, return_exceptions=True)
-            assert results[0] is None, results[0]  # typists on the survivor finish
-            assert results[2] is None, results[2]
-            # The killed node's typists were cut off mid-way.
-            assert all(isinstance(r, Exception) for r in results[1::2]), results
+        await wait_until(some_acked, timeout=30, what="typing on both nodes")
+        process.send_signal(signal.SIGKILL)
+        results = await asyncio.gather(*runs, return_exceptions=True)
+        assert results[0] is None, results[0]  # typists on the survivor finish
+        assert results[2] is None, results[2]
+        # The killed node's typists were cut off mid-way.
+        assert all(isinstance(r, Exception) for r in results[1::2]), results
 
-            # The killed node's typists reconnect to the survivor and resend what was in flight.
-            for typist in typists[1::2]:
-                if typist.inflight is not None:
-                    ws = await WSClient.connect(survivor, pid, owner.access_token)
-                    await ws.join("k.txt")
-                    ack = await ws.reply(await ws.send("op", typist.inflight))
-                    await ws.close()
-                    # A duplicate of the copy committed before the kill, or committed now
-                    # (transformed past everything since its base revision).
-                    assert ack["type"] == "ack", ack
-                    typist.acked.append(f"<{typist.name}:{typist.inflight['seq']}>")
+        # The killed node's typists reconnect to the survivor and resend what was in flight.
+        for typist in typists[1::2]:
+            if typist.inflight is not None:
+                ws = await WSClient.connect(survivor, pid, owner.access_token)
+                await ws.join("k.txt")
+                ack = await ws.reply(await ws.send("op", typist.inflight))
+                await ws.close()
+                # A duplicate of the copy committed before the kill, or committed now
+                # (transformed past everything since its base revision).
+                assert ack["type"] == "ack", ack
+                typist.acked.append(f"<{typist.name}:{typist.inflight['seq']}>")
 
-            probe = await WSClient.connect(survivor, pid, owner.access_token)
-            final = (await probe.join("k.txt"))["payload"]["content"]
-            await probe.close()
-            for typist in typists:
-                for marker in typist.acked:
-                    assert final.count(marker) == 1, (marker, final)
-            for typist in typists:
-                await typist.ws.close()
-    finally:
-        stop.set()
-        await task
+        probe = await WSClient.connect(survivor, pid, owner.access_token)
+        final = (await probe.join("k.txt"))["payload"]["content"]
+        await probe.close()
+        for typist in typists:
+            for marker in typist.acked:
+                assert final.count(marker) == 1, (marker, final)
+        for typist in typists:
+            await typist.ws.close()

@@ -23,7 +23,7 @@ from tests.collab.editing import (
     file_text,
     project_with_file,
 )
-from tests.conftest import Server, start_server
+from tests.conftest import Server, serving
 from tests.support import register, wait_until
 from vaporform.config import Config
 
@@ -137,112 +137,108 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_open(
 
 async def test_op_rate_limit_and_silent_clients(config: Config, worker: None) -> None:
     limited = replace(config, collab=CollabSettings(op_rate=1, op_burst=3, client_timeout_s=1))
-    server, stop, task = await start_server(limited)
-    try:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as api:
-            owner, pid = await project_with_file(api, "s.txt", "")
-            ws = await WSClient.connect(server, pid, owner.access_token)
-            await ws.join("s.txt")
-            results = []
-            for seq in range(1, 6):
-                results.append(
-                    await ws.reply(
-                        await ws.send(
-                            "op",
-                            {
-                                "path": "s.txt",
-                                "revision": seq - 1,
-                                "op": [seq - 1, "a"] if seq > 1 else ["a"],
-                                "seq": seq,
-                            },
-                        )
+    async with (
+        serving(limited) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=30) as api,
+    ):
+        owner, pid = await project_with_file(api, "s.txt", "")
+        ws = await WSClient.connect(server, pid, owner.access_token)
+        await ws.join("s.txt")
+        results = []
+        for seq in range(1, 6):
+            results.append(
+                await ws.reply(
+                    await ws.send(
+                        "op",
+                        {
+                            "path": "s.txt",
+                            "revision": seq - 1,
+                            "op": [seq - 1, "a"] if seq > 1 else ["a"],
+                            "seq": seq,
+                        },
                     )
                 )
-            kinds = [r["type"] for r in results]
-            assert kinds[:3] == ["ack", "ack", "ack"]
-            assert results[3]["payload"]["code"] == "rate_limited"
-            assert results[3]["payload"]["retry_after_ms"] > 0
-            await ws.close()
-
-            # A client that says nothing (not even ping) is disconnected; the others see it go.
-            silent = await WSClient.connect(server, pid, owner.access_token)
-            talker = await WSClient.connect(server, pid, owner.access_token)
-
-            async def chatty() -> None:
-                while silent.closed is None:
-                    await talker.reply(await talker.send("ping"))
-                    await asyncio.sleep(0.2)
-
-            pinging = asyncio.ensure_future(chatty())
-            await talker.wait_for(
-                lambda m: m["type"] == "presence" and m["payload"]["event"] == "gone",
-                what="the silent client to be dropped",
             )
-            await wait_until(lambda: _closed(silent), timeout=10, what="the close")
-            assert isinstance(silent.closed, websockets.ConnectionClosed)
-            assert silent.closed.rcvd is not None
-            assert silent.closed.rcvd.code == 4000
-            await pinging
-            await talker.close()
-    finally:
-        stop.set()
-        await task
+        kinds = [r["type"] for r in results]
+        assert kinds[:3] == ["ack", "ack", "ack"]
+        assert results[3]["payload"]["code"] == "rate_limited"
+        assert results[3]["payload"]["retry_after_ms"] > 0
+        await ws.close()
+
+        # A client that says nothing (not even ping) is disconnected; the others see it go.
+        silent = await WSClient.connect(server, pid, owner.access_token)
+        talker = await WSClient.connect(server, pid, owner.access_token)
+
+        async def chatty() -> None:
+            while silent.closed is None:
+                await talker.reply(await talker.send("ping"))
+                await asyncio.sleep(0.2)
+
+        pinging = asyncio.ensure_future(chatty())
+        await talker.wait_for(
+            lambda m: m["type"] == "presence" and m["payload"]["event"] == "gone",
+            what="the silent client to be dropped",
+        )
+        await wait_until(lambda: _closed(silent), timeout=10, what="the close")
+        assert isinstance(silent.closed, websockets.ConnectionClosed)
+        assert silent.closed.rcvd is not None
+        assert silent.closed.rcvd.code == 4000
+        await pinging
+        await talker.close()
 
 
 async def test_a_client_that_cannot_keep_up_is_disconnected(config: Config, worker: None) -> None:
     small = replace(config, collab=CollabSettings(send_queue=4, max_op_units=200_000))
-    server, stop, task = await start_server(small)
-    try:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as api:
-            owner, pid = await project_with_file(api, "f.txt", "")
-            url = server.base_url.replace("http://", "ws://") + f"/api/v1/projects/{pid}/collab"
-            # Reads nothing: its buffers, then the sockets', then the server's queue fill up.
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.connect(("127.0.0.1", int(server.base_url.rsplit(":", 1)[1])))
-            sock.setblocking(False)
-            slow = await websockets.connect(
-                url, additional_headers=owner.headers, max_queue=1, sock=sock, compression=None
-            )
-            await slow.send('{"type": "join", "payload": {"path": "f.txt"}}')
-            fast = await WSClient.connect(server, pid, owner.access_token)
-            await fast.wait_for(
-                lambda m: m["type"] == "presence" and m["payload"]["participant"]["paths"],
-                what="the slow client's join",
-            )
-            editor = Editor(fast, "f.txt", random.Random(3))
-            await editor.join()
-            chunk = "z" * 190_000
+    async with (
+        serving(small) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=30) as api,
+    ):
+        owner, pid = await project_with_file(api, "f.txt", "")
+        url = server.base_url.replace("http://", "ws://") + f"/api/v1/projects/{pid}/collab"
+        # Reads nothing: its buffers, then the sockets', then the server's queue fill up.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", int(server.base_url.rsplit(":", 1)[1])))
+        sock.setblocking(False)
+        slow = await websockets.connect(
+            url, additional_headers=owner.headers, max_queue=1, sock=sock, compression=None
+        )
+        await slow.send('{"type": "join", "payload": {"path": "f.txt"}}')
+        fast = await WSClient.connect(server, pid, owner.access_token)
+        await fast.wait_for(
+            lambda m: m["type"] == "presence" and m["payload"]["participant"]["paths"],
+            what="the slow client's join",
+        )
+        editor = Editor(fast, "f.txt", random.Random(3))
+        await editor.join()
+        chunk = "z" * 190_000
 
-            def slow_is_gone() -> bool:
-                return any(
-                    m["type"] == "presence" and m["payload"]["event"] == "gone" for m in fast.inbox
-                )
-
-            for i in range(400):
-                if slow_is_gone():
-                    break
-                assert editor.client is not None
-                grow = i % 2 == 0
-                edit: ot.Op = [chunk] if grow else [-len(chunk)]
-                sent = editor.client.edit(edit)
-                assert sent is not None
-                await editor.send(sent)
-                await converge([editor])
-            await fast.wait_for(
-                lambda m: m["type"] == "presence" and m["payload"]["event"] == "gone",
-                what="the slow client to be disconnected",
+        def slow_is_gone() -> bool:
+            return any(
+                m["type"] == "presence" and m["payload"]["event"] == "gone" for m in fast.inbox
             )
 
-            async def drain() -> None:
-                while True:
-                    await asyncio.wait_for(slow.recv(), 10)
+        for i in range(400):
+            if slow_is_gone():
+                break
+            assert editor.client is not None
+            grow = i % 2 == 0
+            edit: ot.Op = [chunk] if grow else [-len(chunk)]
+            sent = editor.client.edit(edit)
+            assert sent is not None
+            await editor.send(sent)
+            await converge([editor])
+        await fast.wait_for(
+            lambda m: m["type"] == "presence" and m["payload"]["event"] == "gone",
+            what="the slow client to be disconnected",
+        )
 
-            with pytest.raises(websockets.ConnectionClosed) as closed:
-                await drain()
-            assert closed.value.rcvd is None or closed.value.rcvd.code == 4008
-            await fast.close()
-            await slow.close()
-    finally:
-        stop.set()
-        await task
+        async def drain() -> None:
+            while True:
+                await asyncio.wait_for(slow.recv(), 10)
+
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await drain()
+        assert closed.value.rcvd is None or closed.value.rcvd.code == 4008
+        await fast.close()
+        await slow.close()

@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from store import db
 from store.filesystem import FileSystem, build_filesystem
-from tests.conftest import Server, start_server
+from tests.conftest import Server, serving
 from vaporform.config import Config
 from vaporform.images import ensure_built, has_image
 from worker import build_docker_worker
@@ -114,10 +114,8 @@ async def docker_worker(
 async def container_server(
     container_config: Config, worker: None, docker_worker: None
 ) -> AsyncIterator[Server]:
-    found, stop, task = await start_server(container_config)
-    yield found
-    stop.set()
-    await task
+    async with serving(container_config) as found:
+        yield found
 
 
 @pytest.fixture

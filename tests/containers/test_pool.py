@@ -19,7 +19,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from activities.container_pool import slots_root
 from store.workspace import workspace_dir, workspaces_root
-from tests.conftest import Server, start_server
+from tests.conftest import Server, serving
 from tests.support import create_project, register, wait_until
 from vaporform.config import Config
 from vaporform.workspace_watch import watch_workspaces
@@ -75,10 +75,8 @@ async def pool(
 async def pool_server(
     pool_config: Config, worker: None, docker_worker: None
 ) -> AsyncIterator[Server]:
-    found, stop, task = await start_server(pool_config)
-    yield found
-    stop.set()
-    await task
+    async with serving(pool_config) as found:
+        yield found
 
 
 @pytest.fixture

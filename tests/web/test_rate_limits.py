@@ -8,7 +8,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import serving
 from tests.support import assert_error, register, unique_email
 from vaporform.config import Config, RateLimits
 
@@ -22,11 +22,8 @@ async def strict_http(
         redis_prefix=f"vf-test-{run_id}-{request.node.name}:",
         rate_limits=RateLimits(login_per_email=3, login_per_ip=5, login_window_s=60),
     )
-    server, stop, task = await start_server(limited)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with serving(limited) as server, httpx.AsyncClient(base_url=server.base_url) as client:
         yield client
-    stop.set()
-    await task
 
 
 async def test_login_is_limited_per_email(strict_http: httpx.AsyncClient) -> None:

@@ -20,7 +20,7 @@ from store import ai as store
 from store.ai import Job
 from store.filesystem import checked_path
 from store.projects import Project
-from web.access import parse_uuid, project_for
+from web.access import caller_project, parse_uuid, project_for
 from web.auth import principal, require_auth
 from web.errors import APIError, not_found
 from web.services import services
@@ -156,10 +156,8 @@ async def _check_budgets(project: Project, user_id: uuid.UUID) -> None:
 async def _start(
     raw_project_id: str, kind: str, make_input: Any, public_input: dict[str, Any]
 ) -> tuple[dict[str, Any], int]:
-    caller = await principal()
+    project, caller = await caller_project(raw_project_id, need="editor")
     found = services()
-    async with found.pool.acquire() as conn:
-        project = await project_for(conn, raw_project_id, caller.user_id, need="editor")
     await _check_budgets(project, caller.user_id)
     job_id = str(uuid.uuid4())
     workflow_id = ai_workflow_id(kind, job_id)

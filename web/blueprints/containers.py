@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
@@ -17,6 +18,7 @@ from quart_schema import document_response, validate_request
 from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowFailureError,
+    WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
@@ -24,8 +26,8 @@ from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from vaporform.config import ContainerSettings, Quota
-from web.access import project_for
-from web.auth import principal, require_auth
+from web.access import caller_project
+from web.auth import require_auth
 from web.errors import APIError
 from web.services import services
 from workflows.container import ContainerWorkflow
@@ -53,6 +55,8 @@ from workflows.shared import search_attributes
 
 blueprint = Blueprint("containers", __name__, url_prefix="/api/v1/projects")
 images_blueprint = Blueprint("images", __name__, url_prefix="/api/v1/images")
+
+T = TypeVar("T")
 
 IMAGE_NAME = re.compile(r"^vaporform/runtime-[a-z0-9][a-z0-9._-]{0,63}(:[A-Za-z0-9._-]{1,64})?$")
 
@@ -188,16 +192,29 @@ def pool_for(spec: ContainerSpec, settings: ContainerSettings) -> str | None:
     return None
 
 
-async def current_status(project_id: uuid.UUID) -> ContainerStatus:
-    """What the project's workflow says; `stopped` when there has never been one."""
+async def _on_workflow(
+    project_id: uuid.UUID,
+    call: Callable[[WorkflowHandle[ContainerWorkflow, ContainerStatus]], Awaitable[T]],
+) -> T | None:
+    """`call` on the project's container workflow; None when it has none (never ran, or ended)."""
     workflow_id = container_workflow_id(str(project_id))
     handle = services().temporal.get_workflow_handle_for(ContainerWorkflow.run, workflow_id)
     try:
-        return await handle.query(ContainerWorkflow.status)
+        return await call(handle)
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return ContainerStatus(str(project_id), workflow_id, Status.STOPPED)
-        raise unavailable(exc) from exc
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise unavailable(exc) from exc
+        return None
+
+
+async def current_status(project_id: uuid.UUID) -> ContainerStatus:
+    """What the project's workflow says; `stopped` when there has never been one."""
+    found = await _on_workflow(project_id, lambda handle: handle.query(ContainerWorkflow.status))
+    if found is None:
+        return ContainerStatus(
+            str(project_id), container_workflow_id(str(project_id)), Status.STOPPED
+        )
+    return found
 
 
 @blueprint.post("/<project_id>/container")
@@ -206,9 +223,7 @@ async def current_status(project_id: uuid.UUID) -> ContainerStatus:
 @document_response(ContainerOut, 202)
 async def start_container(project_id: str, data: ContainerIn) -> tuple[dict[str, Any], int]:
     """Ensure the project's container runs; answers once it runs (or failed, with the reason)."""
-    caller = await principal()
-    async with services().pool.acquire() as conn:
-        project = await project_for(conn, project_id, caller.user_id, need="editor")
+    project, caller = await caller_project(project_id, need="editor")
     role = caller.claims.role if caller.claims else "user"
     spec = _spec(data, project.config, role)
     found = services()
@@ -250,33 +265,21 @@ async def start_container(project_id: str, data: ContainerIn) -> tuple[dict[str,
 @require_auth
 @document_response(ContainerOut)
 async def get_container(project_id: str) -> dict[str, Any]:
-    caller = await principal()
-    async with services().pool.acquire() as conn:
-        project = await project_for(conn, project_id, caller.user_id)
+    project, _ = await caller_project(project_id)
     return _public(await current_status(project.id))
-
-
-async def _running_handle(project_id: uuid.UUID) -> Any:
-    workflow_id = container_workflow_id(str(project_id))
-    return services().temporal.get_workflow_handle_for(ContainerWorkflow.run, workflow_id)
 
 
 @blueprint.post("/<project_id>/container/stop")
 @require_auth
 @document_response(ContainerOut, 202)
 async def stop_container(project_id: str) -> tuple[dict[str, Any], int]:
-    caller = await principal()
-    async with services().pool.acquire() as conn:
-        project = await project_for(conn, project_id, caller.user_id, need="editor")
-    handle = await _running_handle(project.id)
-    try:
-        status = await handle.execute_update(
-            ContainerWorkflow.stop, StopInput(requested_by=str(caller.user_id))
-        )
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise unavailable(exc) from exc
-        status = await current_status(project.id)  # no running workflow: nothing to stop
+    project, caller = await caller_project(project_id, need="editor")
+    stop = StopInput(requested_by=str(caller.user_id))
+    status = await _on_workflow(
+        project.id, lambda handle: handle.execute_update(ContainerWorkflow.stop, stop)
+    )
+    if status is None:  # no running workflow: nothing to stop
+        status = await current_status(project.id)
     return _public(status), 202
 
 
@@ -284,20 +287,16 @@ async def stop_container(project_id: str) -> tuple[dict[str, Any], int]:
 @require_auth
 @document_response(ContainerOut, 202)
 async def restart_container(project_id: str) -> tuple[dict[str, Any], int]:
-    caller = await principal()
-    async with services().pool.acquire() as conn:
-        project = await project_for(conn, project_id, caller.user_id, need="editor")
-    handle = await _running_handle(project.id)
+    project, caller = await caller_project(project_id, need="editor")
+    restart = StopInput(requested_by=str(caller.user_id))
     try:
-        status = await handle.execute_update(
-            ContainerWorkflow.restart, StopInput(requested_by=str(caller.user_id))
+        status = await _on_workflow(
+            project.id, lambda handle: handle.execute_update(ContainerWorkflow.restart, restart)
         )
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise APIError(409, "container_not_running", "start the container first") from exc
-        raise unavailable(exc) from exc
-    except WorkflowUpdateFailedError as exc:  # never started: nothing to restart
-        raise APIError(409, "container_not_running", "start the container first") from exc
+    except WorkflowUpdateFailedError:  # never started: nothing to restart
+        status = None
+    if status is None:
+        raise APIError(409, "container_not_running", "start the container first")
     return _public(status), 202
 
 
@@ -305,20 +304,14 @@ async def restart_container(project_id: str) -> tuple[dict[str, Any], int]:
 @require_auth
 async def touch_container(project_id: str) -> tuple[str, int]:
     """Activity from the IDE: push the idle deadline back."""
-    caller = await principal()
-    async with services().pool.acquire() as conn:
-        project = await project_for(conn, project_id, caller.user_id, need="editor")
+    project, caller = await caller_project(project_id, need="editor")
     await touch(project.id, str(caller.user_id))
     return "", 204
 
 
 async def touch(project_id: uuid.UUID, user_id: str) -> None:
-    handle = await _running_handle(project_id)
-    try:
-        await handle.signal(ContainerWorkflow.touch, TouchInput(requested_by=user_id))
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise unavailable(exc) from exc
+    touched = TouchInput(requested_by=user_id)
+    await _on_workflow(project_id, lambda handle: handle.signal(ContainerWorkflow.touch, touched))
 
 
 @blueprint.post("/<project_id>/container/exec")
@@ -327,9 +320,7 @@ async def touch(project_id: uuid.UUID, user_id: str) -> None:
 @document_response(ExecOut)
 async def exec_command(project_id: str, data: ExecIn) -> dict[str, Any]:
     """Run a command (no shell unless you call one) as the container's user, in /workspace."""
-    caller = await principal()
-    async with services().pool.acquire() as conn:
-        project = await project_for(conn, project_id, caller.user_id, need="editor")
+    project, caller = await caller_project(project_id, need="editor")
     found = services()
     settings = found.config.containers
     if data.timeout_s > settings.exec_max_timeout_s:

@@ -8,7 +8,6 @@ import binascii
 import re
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, request
@@ -18,8 +17,8 @@ from collab.ot import utf16_len
 from store.archive import ArchiveError, ArchiveLimits, read_archive, write_archive
 from store.filesystem import FileContent, FileSystem
 from store.paths import InvalidPath, normalize_prefix
-from web.access import project_for
-from web.auth import Principal, principal, require_auth
+from web.access import caller_project
+from web.auth import require_auth
 from web.errors import APIError, not_found
 from web.limits import body_limit
 from web.services import services
@@ -82,13 +81,6 @@ def _fs() -> FileSystem:
     return services().files
 
 
-async def _access(project_id: str, need: str = "viewer") -> tuple[UUID, Principal]:
-    caller = await principal()
-    async with services().pool.acquire() as conn:
-        project = await project_for(conn, project_id, caller.user_id, need)
-    return project.id, caller
-
-
 def _optional_int(name: str, minimum: int = 0) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -132,12 +124,12 @@ def _content_out(found: FileContent) -> dict[str, Any]:
 @require_auth
 @document_querystring(ListQuery)
 async def list_files(project_id: str) -> dict[str, Any]:
-    pid, _ = await _access(project_id)
+    project, _ = await caller_project(project_id)
     try:
         prefix = normalize_prefix(request.args.get("prefix", ""))
     except InvalidPath as exc:
         raise APIError(400, "invalid_path", f"invalid prefix: {exc.reason}") from None
-    rows = await _fs().listing(pid, prefix)
+    rows = await _fs().listing(project.id, prefix)
     return {"items": [row.listing() for row in rows]}
 
 
@@ -145,9 +137,9 @@ async def list_files(project_id: str) -> dict[str, Any]:
 @require_auth
 @document_querystring(ReadQuery)
 async def read_file(project_id: str, path: str) -> dict[str, Any]:
-    pid, _ = await _access(project_id)
+    project, _ = await caller_project(project_id)
     version = _optional_int("version", minimum=1)
-    found = await _fs().read(pid, path, version)
+    found = await _fs().read(project.id, path, version)
     if found is None:
         raise not_found("file" if version is None else "file version")
     return _content_out(found)
@@ -159,7 +151,7 @@ async def read_file(project_id: str, path: str) -> dict[str, Any]:
 @validate_request(FileWrite)
 @document_response(WriteOut, 201)
 async def write_file(project_id: str, path: str, data: FileWrite) -> tuple[dict[str, Any], int]:
-    pid, caller = await _access(project_id, "editor")
+    project, caller = await caller_project(project_id, "editor")
     if data.encoding == "base64":
         try:
             content = base64.b64decode(data.content, validate=True)
@@ -170,7 +162,7 @@ async def write_file(project_id: str, path: str, data: FileWrite) -> tuple[dict[
         if any(0xD800 <= ord(c) <= 0xDFFF for c in data.content):
             raise APIError(400, "invalid_encoding", "content contains lone surrogates")
     result = await _fs().write(
-        pid,
+        project.id,
         path,
         content,
         author_id=caller.user_id,
@@ -183,8 +175,8 @@ async def write_file(project_id: str, path: str, data: FileWrite) -> tuple[dict[
 @blueprint.delete("/files/<path:path>")
 @require_auth
 async def delete_file(project_id: str, path: str) -> tuple[str, int]:
-    pid, caller = await _access(project_id, "editor")
-    await _fs().delete(pid, path, author_id=caller.user_id)
+    project, caller = await caller_project(project_id, "editor")
+    await _fs().delete(project.id, path, author_id=caller.user_id)
     return "", 204
 
 
@@ -192,8 +184,8 @@ async def delete_file(project_id: str, path: str) -> tuple[str, int]:
 @require_auth
 @validate_request(MoveIn)
 async def move(project_id: str, data: MoveIn) -> dict[str, Any]:
-    pid, caller = await _access(project_id, "editor")
-    pairs = await _fs().move(pid, data.source, data.target, author_id=caller.user_id)
+    project, caller = await caller_project(project_id, "editor")
+    pairs = await _fs().move(project.id, data.source, data.target, author_id=caller.user_id)
     return {"moved": [{"from": old, "to": new} for old, new in pairs]}
 
 
@@ -201,8 +193,8 @@ async def move(project_id: str, data: MoveIn) -> dict[str, Any]:
 @require_auth
 @document_querystring(PathQuery)
 async def history(project_id: str) -> dict[str, Any]:
-    pid, _ = await _access(project_id)
-    versions = await _fs().history(pid, _str_arg("path"))
+    project, _ = await caller_project(project_id)
+    versions = await _fs().history(project.id, _str_arg("path"))
     if versions is None:
         raise not_found("file")
     return {"items": [v.public() for v in versions]}
@@ -212,10 +204,10 @@ async def history(project_id: str) -> dict[str, Any]:
 @require_auth
 @document_querystring(DiffQuery)
 async def diff(project_id: str) -> dict[str, Any]:
-    pid, _ = await _access(project_id)
+    project, _ = await caller_project(project_id)
     path = _str_arg("path")
     old, new = _required_int("from", minimum=1), _required_int("to", minimum=1)
-    return {"diff": await _fs().diff(pid, path, old, new)}
+    return {"diff": await _fs().diff(project.id, path, old, new)}
 
 
 @blueprint.post("/restore")
@@ -223,8 +215,8 @@ async def diff(project_id: str) -> dict[str, Any]:
 @validate_request(RestoreIn)
 @document_response(WriteOut)
 async def restore(project_id: str, data: RestoreIn) -> dict[str, Any]:
-    pid, caller = await _access(project_id, "editor")
-    result = await _fs().restore(pid, data.path, data.version, author_id=caller.user_id)
+    project, caller = await caller_project(project_id, "editor")
+    result = await _fs().restore(project.id, data.path, data.version, author_id=caller.user_id)
     return {"path": result.path, "version": result.version}
 
 
@@ -250,7 +242,7 @@ def glob_to_regex(glob: str) -> str:
 @require_auth
 @document_querystring(SearchQuery)
 async def search(project_id: str) -> dict[str, Any]:
-    pid, _ = await _access(project_id)
+    project, _ = await caller_project(project_id)
     query = _str_arg("q")
     if len(query) > 1000:
         raise APIError(400, "validation_error", "'q' is longer than 1000 characters")
@@ -259,7 +251,7 @@ async def search(project_id: str) -> dict[str, Any]:
         raise APIError(400, "validation_error", "'regex' must be true or false")
     glob = request.args.get("glob") or None
     hits = await _fs().search(
-        pid,
+        project.id,
         query,
         regex=regex in ("true", "1"),
         path_regex=glob_to_regex(glob) if glob else None,
@@ -281,9 +273,9 @@ async def search(project_id: str) -> dict[str, Any]:
 @blueprint.get("/archive")
 @require_auth
 async def export_archive(project_id: str) -> Response:
-    pid, _ = await _access(project_id)
+    project, _ = await caller_project(project_id)
     fs = _fs()
-    rows = await fs.listing(pid)
+    rows = await fs.listing(project.id)
     archive = await asyncio.to_thread(write_archive, rows, fs.blobs)
 
     async def stream() -> AsyncIterator[bytes]:
@@ -295,7 +287,7 @@ async def export_archive(project_id: str) -> Response:
             archive.unlink(missing_ok=True)
 
     response = Response(stream(), mimetype="application/gzip")
-    response.headers["Content-Disposition"] = f'attachment; filename="{pid}.tar.gz"'
+    response.headers["Content-Disposition"] = f'attachment; filename="{project.id}.tar.gz"'
     return response
 
 
@@ -303,7 +295,7 @@ async def export_archive(project_id: str) -> Response:
 @require_auth
 @body_limit("max_archive_bytes")
 async def import_archive(project_id: str) -> dict[str, Any]:
-    pid, caller = await _access(project_id, "editor")
+    project, caller = await caller_project(project_id, "editor")
     config = services().config
     data = await request.get_data(as_text=False)
     assert isinstance(data, bytes)
@@ -317,6 +309,6 @@ async def import_archive(project_id: str) -> dict[str, Any]:
     except ArchiveError as exc:
         raise APIError(400, "invalid_archive", exc.message, details=dict(exc.details)) from None
     results = await _fs().write_many(
-        pid, items, author_id=caller.user_id, message="imported from an archive"
+        project.id, items, author_id=caller.user_id, message="imported from an archive"
     )
     return {"files": [{"path": r.path, "version": r.version} for r in results]}
