@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -280,12 +281,19 @@ async def _job(raw_project_id: str, raw_job_id: str, need: str) -> tuple[Project
     return project, job
 
 
+PROGRESS_QUERY_TIMEOUT = timedelta(seconds=1)
+
+
 async def _progress(job: Job) -> dict[str, Any] | None:
     if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
         return None
     handle: WorkflowHandle[Any, Any] = services().temporal.get_workflow_handle(job.workflow_id)
     try:
-        found: AIProgress = await handle.query("progress", result_type=AIProgress)
+        # Without a worker (a restart) a query waits for Temporal's own timeout, ~30 s: the job
+        # row already answers the request, so progress gets a second at most.
+        found: AIProgress = await handle.query(
+            "progress", result_type=AIProgress, rpc_timeout=PROGRESS_QUERY_TIMEOUT
+        )
     except Exception:  # best effort: the job row is the answer, progress only a hint
         return None
     return {
