@@ -2,12 +2,17 @@
 
 Each part runs in its own process, as in production, so the load generator measures the
 server over real sockets rather than sharing its event loop.
+
+`stack()` yields the API's base URL. `running_stack()` yields a `Stack`, for benches that also
+need the Temporal address, the task queue or the worker process (to SIGKILL it and start a
+replacement with the same environment).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,11 +20,15 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from store import db
 from vaporform.cli import prepare_database, temporal_binary, wait_for_http, wait_for_temporal
 from vaporform.config import load_config
+
+ME = [sys.executable, "-m", "vaporform.cli"]
 
 
 def free_port() -> int:
@@ -28,9 +37,47 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+@dataclass
+class Stack:
+    base_url: str
+    temporal_address: str
+    task_queue: str
+    env: dict[str, str]  # the environment of the worker and the API
+    data_dir: Path
+    log: IO[bytes]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def worker(self) -> subprocess.Popen[bytes]:
+        """The worker process started last."""
+        return self.workers[-1]
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        """Start another `vaporform worker` process with the stack's environment."""
+        process = subprocess.Popen([*ME, "worker"], env=self.env, stdout=self.log, stderr=self.log)
+        self.workers.append(process)
+        return process
+
+    def kill_worker(self) -> None:
+        """SIGKILL the current worker process (no graceful shutdown) and reap it."""
+        self.worker.send_signal(signal.SIGKILL)
+        self.worker.wait(timeout=10)
+
+
 @asynccontextmanager
-async def stack(extra_env: dict[str, str] | None = None) -> AsyncIterator[str]:
-    """Yield the API's base URL; everything is stopped and the database dropped afterwards."""
+async def running_stack(extra_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
+    """Yield the running `Stack`; everything is stopped and the database dropped afterwards."""
     run = uuid.uuid4().hex[:8]
     data = Path(tempfile.mkdtemp(prefix="vf-bench-"))
     base_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/vaporform")
@@ -48,45 +95,55 @@ async def stack(extra_env: dict[str, str] | None = None) -> AsyncIterator[str]:
     }
     config = load_config(env)
     await prepare_database(config)
-    children: list[subprocess.Popen[bytes]] = []
+    temporal: subprocess.Popen[bytes] | None = None
+    api: subprocess.Popen[bytes] | None = None
+    log = open(data / "stack.log", "ab")  # noqa: SIM115 - closed with the children
+    found = Stack(
+        base_url=f"http://127.0.0.1:{api_port}",
+        temporal_address=config.temporal_address,
+        task_queue=config.task_queue,
+        env=env,
+        data_dir=data,
+        log=log,
+    )
     try:
-        children.append(
-            subprocess.Popen(
-                [
-                    temporal_binary(),
-                    "server",
-                    "start-dev",
-                    "--ip",
-                    "127.0.0.1",
-                    "--port",
-                    str(temporal_port),
-                    "--headless",
-                    "--log-level",
-                    "error",
-                    "--search-attribute",
-                    "ProjectId=Keyword",
-                    "--search-attribute",
-                    "UserId=Keyword",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        temporal = subprocess.Popen(
+            [
+                temporal_binary(),
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(temporal_port),
+                "--headless",
+                "--log-level",
+                "error",
+                "--search-attribute",
+                "ProjectId=Keyword",
+                "--search-attribute",
+                "UserId=Keyword",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         await wait_for_temporal(config.temporal_address, 30)
-        me = [sys.executable, "-m", "vaporform.cli"]
-        log = open(data / "stack.log", "ab")  # noqa: SIM115 - closed with the children
-        for part in ("worker", "api"):
-            children.append(subprocess.Popen([*me, part], env=env, stdout=log, stderr=log))
-        base = f"http://127.0.0.1:{api_port}"
-        await wait_for_http(base + "/readyz", 30)
-        yield base
+        found.start_worker()
+        api = subprocess.Popen([*ME, "api"], env=env, stdout=log, stderr=log)
+        await wait_for_http(found.base_url + "/readyz", 30)
+        yield found
     finally:
-        # API first, then the worker, then Temporal: each stops while what it talks to is up.
-        for child in reversed(children):
-            child.terminate()
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        # API first, then the workers, then Temporal: each stops while what it talks to is up.
+        for child in [api, *reversed(found.workers), temporal]:
+            if child is not None:
+                _stop(child)
+        log.close()
         await db.drop_database(config.database_url)
         shutil.rmtree(data, ignore_errors=True)
+
+
+@asynccontextmanager
+async def stack(extra_env: dict[str, str] | None = None) -> AsyncIterator[str]:
+    """Yield the API's base URL; everything is stopped and the database dropped afterwards."""
+    async with running_stack(extra_env) as found:
+        yield found.base_url
