@@ -101,8 +101,27 @@ async def for_member(conn: Conn, project_id: UUID, user_id: UUID) -> Project | N
     return None if row is None else Project(**dict(row))
 
 
-async def list_for_member(conn: Conn, user_id: UUID) -> list[Project]:
-    rows = await conn.fetch(_SELECT + " ORDER BY p.created_at DESC, p.id", user_id)
+async def list_for_member(
+    conn: Conn,
+    user_id: UUID,
+    *,
+    limit: int,
+    after: tuple[datetime, UUID] | None = None,
+) -> list[Project]:
+    """Newest first; `after` is the (created_at, id) of the last project of the previous page."""
+    if after is None:
+        rows = await conn.fetch(
+            _SELECT + " ORDER BY p.created_at DESC, p.id DESC LIMIT $2", user_id, limit
+        )
+    else:
+        rows = await conn.fetch(
+            _SELECT + " WHERE (p.created_at, p.id) < ($2, $3)"
+            " ORDER BY p.created_at DESC, p.id DESC LIMIT $4",
+            user_id,
+            after[0],
+            after[1],
+            limit,
+        )
     return [Project(**dict(r)) for r in rows]
 
 

@@ -192,3 +192,31 @@ async def test_project_input_is_validated(http: httpx.AsyncClient) -> None:
         assert_error(response, 400, "validation_error")
     listed = await http.get("/api/v1/projects", headers=owner.headers)
     assert listed.json()["items"] == []
+
+
+async def test_listing_is_paginated_newest_first(http: httpx.AsyncClient) -> None:
+    owner = await register(http, "pager")
+    created = [(await create_project(http, owner, name=f"p{i}"))["id"] for i in range(7)]
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+        page = (await http.get("/api/v1/projects", params=params, headers=owner.headers)).json()
+        seen += [p["id"] for p in page["items"]]
+        pages += 1
+        cursor = page.get("next_cursor")
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == list(reversed(created))
+    everything = (await http.get("/api/v1/projects", headers=owner.headers)).json()
+    assert [p["id"] for p in everything["items"]] == seen
+    assert "next_cursor" not in everything
+    for bad in ({"limit": "0"}, {"limit": "501"}, {"limit": "x"}):
+        response = await http.get("/api/v1/projects", params=bad, headers=owner.headers)
+        assert_error(response, 400, "validation_error")
+    forged = await http.get(
+        "/api/v1/projects", params={"cursor": "nonsense"}, headers=owner.headers
+    )
+    assert_error(forged, 400, "invalid_cursor")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from quart import Blueprint, g
+from quart import Blueprint, g, request
 from quart_schema import document_response, validate_request
 
 from store import outbox, projects, users
@@ -71,6 +74,7 @@ class ProjectOut(BaseModel):
 
 class ProjectList(BaseModel):
     items: list[ProjectOut]
+    next_cursor: str | None = None
 
 
 class MemberOut(BaseModel):
@@ -119,10 +123,46 @@ async def create_project(data: ProjectIn) -> tuple[dict[str, Any], int]:
 @require_auth
 @document_response(ProjectList)
 async def list_projects() -> dict[str, Any]:
+    """Newest first, a page at a time: `?limit=` (1-500, default 100) and `?cursor=` from the
+    previous page's `next_cursor` (absent on the last page)."""
     caller = await principal()
+    limit = _page_limit(request.args.get("limit"))
+    after = _decode_cursor(request.args.get("cursor"))
     async with services().pool.acquire() as conn:
-        found = await projects.list_for_member(conn, caller.user_id)
-    return {"items": [p.public() for p in found]}
+        found = await projects.list_for_member(conn, caller.user_id, limit=limit + 1, after=after)
+    page: dict[str, Any] = {"items": [p.public() for p in found[:limit]]}
+    if len(found) > limit:
+        last = found[limit - 1]
+        page["next_cursor"] = _encode_cursor(last.created_at, last.id)
+    return page
+
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 100
+
+
+def _page_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise APIError(400, "validation_error", f"'limit' must be an integer from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def _encode_cursor(created_at: datetime, project_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{project_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if not raw:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        when, _, project_id = text.partition("|")
+        return datetime.fromisoformat(when), uuid.UUID(project_id)
+    except (ValueError, UnicodeDecodeError):
+        raise APIError(400, "invalid_cursor", "'cursor' is not one this server gave") from None
 
 
 @blueprint.get("/<project_id>")
