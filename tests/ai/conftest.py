@@ -7,11 +7,9 @@ never picks up these jobs. Containers the tests start are removed at the end.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
 
 import docker
 import docker.errors
@@ -29,8 +27,8 @@ from store.filesystem import build_filesystem
 from tests.ai.fake_anthropic import FakeAnthropic
 from tests.ai.pyimage import build as build_python_image
 from tests.conftest import REDIS_URL, Server, serving
+from tests.docker_cleanup import managed, remove_owned
 from vaporform.config import AISettings, Config
-from workflows.container_shared import LABEL_MANAGED
 
 MODEL = "claude-sonnet-4-6"
 
@@ -50,23 +48,20 @@ def fake_reset(fake: FakeAnthropic) -> FakeAnthropic:
 
 
 @pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
+async def docker_client(database_url: str, run_id: str) -> AsyncIterator[docker.DockerClient]:
     try:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as exc:
         pytest.skip(f"no Docker engine: {exc}")
-    before = {c.id for c in _managed(client)}
+    before = {c.id for c in managed(client)}
     yield client
-    for container in _managed(client):
-        if container.id not in before:
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
+    await remove_owned(client, database_url, ai_docker_queue(run_id), before)
     client.close()
 
 
-def _managed(client: docker.DockerClient) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"}))
+def ai_docker_queue(run_id: str) -> str:
+    return f"docker-ai-{run_id}"
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +83,7 @@ def ai_config(config: Config, fake: FakeAnthropic, run_id: str, python_image: st
         ),
         containers=replace(
             config.containers,
-            docker_queue=f"docker-ai-{run_id}",
+            docker_queue=ai_docker_queue(run_id),
             default_image=python_image,
             health_timeout_s=15,
         ),

@@ -7,13 +7,11 @@ it (they all carry our labels), whether the test passed or not.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import tarfile
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
 
 import docker
 import docker.errors
@@ -24,10 +22,10 @@ from temporalio.client import Client
 from store import db
 from store.filesystem import FileSystem, build_filesystem
 from tests.conftest import Server, serving
+from tests.docker_cleanup import managed, remove_owned
 from vaporform.config import Config
 from vaporform.images import ensure_built, has_image
 from worker import build_docker_worker
-from workflows.container_shared import LABEL_MANAGED, POOL_NAME_PREFIX
 
 TEST_IMAGE = "vaporform/runtime-busybox:latest"
 # An image with no `sleep`: its container is created, then cannot start.
@@ -124,29 +122,20 @@ async def http(container_server: Server) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def managed(client: docker.DockerClient) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"}))
-
-
 @pytest.fixture(autouse=True)
-def remove_leftover_containers(docker_client: docker.DockerClient) -> Iterator[None]:
+async def remove_leftover_containers(
+    docker_client: docker.DockerClient, database_url: str, docker_queue: str
+) -> AsyncIterator[None]:
     before = {c.id for c in managed(docker_client)}
     yield
-    for container in managed(docker_client):
-        # Unclaimed warm-pool members belong to the module's pool, which drains them itself.
-        if container.name.startswith(POOL_NAME_PREFIX):
-            continue
-        if container.id not in before:
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
+    await remove_owned(docker_client, database_url, docker_queue, before, keep_pool_members=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def remove_session_containers(docker_client: docker.DockerClient) -> Iterator[None]:
-    """A backstop for module-scoped fixtures: nothing labelled outlives the session."""
+async def remove_session_containers(
+    docker_client: docker.DockerClient, database_url: str, docker_queue: str
+) -> AsyncIterator[None]:
+    """A backstop for module-scoped fixtures: nothing of this session outlives it."""
     before = {c.id for c in managed(docker_client)}
     yield
-    for container in managed(docker_client):
-        if container.id not in before:
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
+    await remove_owned(docker_client, database_url, docker_queue, before)
