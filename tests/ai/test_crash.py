@@ -33,7 +33,6 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.ai.crash_support import (
-    WorkerProcesses,
     completed_activities,
     data_dir_sharing_blobs,
     drop_schedules_on,
@@ -48,6 +47,7 @@ from tests.ai.fake_anthropic import FakeAnthropic, Reply
 from tests.ai.helpers import answer, finished, put_file, start_job
 from tests.conftest import serving
 from tests.support import create_project, register, wait_until
+from tests.worker_processes import WorkerProcesses
 from vaporform.config import Config
 from workflows.ai_shared import Kind, ai_workflow_id
 
