@@ -1,4 +1,4 @@
-"""Load generator for live collaboration (issue 4's "Done when").
+"""Load generator for live collaboration.
 
 Client behaviour: one WebSocket per client; every document starts with 2000 characters; an
 edit inserts or deletes 1-8 characters at a uniform position (50/50, keeping the document

@@ -1,8 +1,8 @@
 """Removing the containers a test session made, and only those.
 
-Several sessions (and benches) may share one Docker engine: a teardown that removed every
+Several test runs (and benches) may share one Docker engine: a teardown that removed every
 labelled container that appeared during its window would destroy theirs. A container belongs
-to this session when it is labelled with one of this session's projects, when it is a member of
+to this run when it is labelled with one of its projects, when it is a member of
 one of this session's warm pools (pool ids embed the session's Docker queue), or when a test
 made it by hand.
 """

@@ -275,7 +275,7 @@ async def test_reconciler_keeps_members_and_replaces_dead_ones(
         id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
         task_queue=pool_config.task_queue,
     )
-    # The engine is shared (other sessions' leftovers may go too): ours are checked by id.
+    # The engine is shared (other test runs' leftovers may go too): ours are checked by id.
     assert stray.id in result.removed
     assert claimed not in result.removed
     assert not {m.container_id for m in status.ready} & set(result.removed)
