@@ -105,10 +105,7 @@ class FileContent:
     sha256: str
     language: str | None
     updated_at: datetime
-
-    @property
-    def text(self) -> str | None:
-        return self.content.decode() if self.encoding == "utf-8" else None
+    text: str | None  # the decoded content of a UTF-8 file, decoded once when read
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +180,10 @@ class FileSystem:
                     return None
                 sha, size, number, when = found.sha256, found.size, found.version, found.created_at
         content = await self.blobs.get(sha)
-        encoding, _ = classify(content)
-        return FileContent(path, content, encoding, number, size, sha, language_of(path), when)
+        encoding, text = classify(content)
+        return FileContent(
+            path, content, encoding, number, size, sha, language_of(path), when, text
+        )
 
     async def listing(self, project_id: UUID, prefix: str = "") -> list[FileRow]:
         async with self.pool.acquire() as conn:

@@ -117,8 +117,8 @@ def register_error_handlers(app: Quart) -> None:
         }.get(status, _snake(exc.name or "error"))
         message = exc.description or exc.name or "error"
         response = error_response(status, code, message)
-        if status == 405 and exc.get_response().headers.get("Allow"):
-            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        if status == 405 and (allow := exc.get_response().headers.get("Allow")):
+            response.headers["Allow"] = allow
         return response
 
     @app.errorhandler(Exception)
