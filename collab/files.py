@@ -13,7 +13,7 @@ from typing import Protocol
 from uuid import UUID
 
 from collab.errors import CollabError
-from store.filesystem import FileSystem, VersionConflict
+from store.filesystem import FileSystem, VersionConflict, WorkspaceConflict
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,4 +131,7 @@ class FileSystemFiles:
             )
         except VersionConflict as exc:
             raise FileConflict(exc.current_version) from exc
+        except WorkspaceConflict as exc:
+            # The version is committed; only the workspace copy was refused (and logged).
+            return exc.results[0].version
         return result.version

@@ -9,11 +9,10 @@ version is about to be committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import logging
 import os
-import shutil
-import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,7 @@ from uuid import UUID
 import asyncpg
 
 from store import files
+from store import workspace as mirror
 from store.blobs import BlobStore
 from store.db import Conn
 from store.files import FileRow, SearchHit, VersionRow
@@ -74,8 +74,27 @@ class PathConflict(FileSystemError):
     status, code = 409, "path_conflict"
 
 
+class WorkspaceConflict(FileSystemError):
+    """What a program in the container left in the workspace (a link, a folder, a FIFO, a
+    device) stands where a file must go. Raised after the commit: the versions are kept and
+    listed in `results`; only the workspace copy is missing until the object goes away."""
+
+    status, code = 409, "workspace_conflict"
+
+    def __init__(self, conflicts: Sequence[mirror.WorkspaceConflict]) -> None:
+        first = conflicts[0]
+        super().__init__(
+            f"{first.path} is {first.kind} in the workspace; the version was saved but not "
+            "written there",
+            path=first.path,
+            kind=first.kind,
+            conflicts=[{"path": c.path, "kind": c.kind} for c in conflicts],
+        )
+        self.results: list[WriteResult] = []
+
+
 def invalid_path(exc: InvalidPath) -> FileSystemError:
-    error = FileSystemError(f"invalid path: {exc.reason}", reason=exc.reason)
+    error = FileSystemError(f"invalid path: {exc.reason}", reason=exc.reason, **exc.limits)
     error.code = "invalid_path"
     return error
 
@@ -304,7 +323,7 @@ class FileSystem:
                     )
                     for (path, content), digest in zip(checked, digests, strict=True)
                 ]
-            await self._mirror_all(
+            conflicts = await self._mirror_all(
                 conn,
                 project_id,
                 [item for item, result in zip(checked, results, strict=True) if result.changed],
@@ -312,6 +331,10 @@ class FileSystem:
         changed = [r.path for r in results if r.changed]
         if changed:
             await self._notify(project_id, changed, author_kind)
+        if conflicts:
+            error = WorkspaceConflict(conflicts)
+            error.results = results
+            raise error
         return results
 
     async def delete(
@@ -324,8 +347,10 @@ class FileSystem:
                 if row is None or row.deleted_at is not None:
                     raise FileNotFound(f"{path} does not exist")
                 await files.mark_deleted(conn, row.id)
-            await asyncio.to_thread(self._unmirror, project_id, path)
+            conflicts = await asyncio.to_thread(self._unmirror, project_id, path)
         await self._notify(project_id, (path,), author_kind)
+        if conflicts:
+            raise WorkspaceConflict(conflicts)
 
     async def restore(
         self, project_id: UUID, path: str, version: int, *, author_id: UUID | None
@@ -370,8 +395,10 @@ class FileSystem:
                         # A deleted file there gives way; its history goes with it.
                         await files.delete_row(conn, existing.id)
                     await files.rename(conn, row.id, new_path)
-            await asyncio.to_thread(self._mirror_moves, project_id, pairs)
+            conflicts = await asyncio.to_thread(self._mirror_moves, project_id, pairs)
         await self._notify(project_id, tuple(p for pair in pairs for p in pair), "user")
+        if conflicts:
+            raise WorkspaceConflict(conflicts)
         return pairs
 
     # -- internals -------------------------------------------------------------------------
@@ -460,67 +487,62 @@ class FileSystem:
     def workspace(self, project_id: UUID) -> Path:
         return workspace_dir(self.data_dir, project_id)
 
-    def _own(self, target: Path) -> None:
-        if self.workspace_uid is not None:
-            os.chown(target, self.workspace_uid, self.workspace_uid)
-
-    def _ensure_dirs(self, root: Path, relative: str) -> Path:
-        target = root / relative
-        missing = []
-        parent = target.parent
-        while not parent.exists():
-            missing.append(parent)
-            parent = parent.parent
-        for folder in reversed(missing):
-            folder.mkdir(exist_ok=True)
-            self._own(folder)
-        return target
-
-    def _mirror_sync(self, project_id: UUID, path: str, content: bytes) -> str:
-        root = self.workspace(project_id)
-        if not root.exists():
-            root.mkdir(parents=True, exist_ok=True)
-            self._own(root)
-        target = self._ensure_dirs(root, path)
-        if target.is_symlink() or (target.exists() and not target.is_file()):
-            # Something in the container replaced the file with a link or a folder: ours wins.
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
-        tmp = target.with_name(f".vf-tmp-{os.getpid()}-{target.name}")
-        tmp.write_bytes(content)
-        self._own(tmp)
-        os.replace(tmp, target)
-        return stat_key(target.lstat())
-
     async def _mirror_all(
         self, conn: Conn, project_id: UUID, items: Sequence[tuple[str, bytes]]
-    ) -> None:
+    ) -> list[mirror.WorkspaceConflict]:
         """Write files into the workspace and remember their stat so scans can skip them.
 
-        Uses the caller's connection (which holds the project lock): taking a second one from
-        the pool here would deadlock once every pooled connection is a writer waiting for one.
+        Returns the paths the workspace refused (the others are written). Uses the caller's
+        connection (which holds the project lock): taking a second one from the pool here
+        would deadlock once every pooled connection is a writer waiting for one.
         """
         if not items:
-            return
-        stats = await asyncio.to_thread(
-            lambda: {path: self._mirror_sync(project_id, path, content) for path, content in items}
-        )
-        await files.set_mirror_stat(conn, project_id, stats)
-
-    def _unmirror(self, project_id: UUID, path: str) -> None:
-        target = self.workspace(project_id) / path
-        if target.is_file() or target.is_symlink():
-            target.unlink()
-
-    def _mirror_moves(self, project_id: UUID, pairs: list[tuple[str, str]]) -> None:
+            return []
         root = self.workspace(project_id)
+        uid = self.workspace_uid
+
+        def write_all() -> tuple[dict[str, str], list[mirror.WorkspaceConflict]]:
+            stats: dict[str, str] = {}
+            conflicts: list[mirror.WorkspaceConflict] = []
+            for path, content in items:
+                try:
+                    stats[path] = mirror.write_file(root, path, content, uid)
+                except mirror.WorkspaceConflict as exc:
+                    conflicts.append(exc)
+            return stats, conflicts
+
+        stats, conflicts = await asyncio.to_thread(write_all)
+        if stats:
+            await files.set_mirror_stat(conn, project_id, stats)
+        for conflict in conflicts:
+            log.warning(
+                "the workspace refused a file",
+                extra={"project_id": str(project_id), "path": conflict.path, "kind": conflict.kind},
+            )
+        return conflicts
+
+    def _unmirror(self, project_id: UUID, path: str) -> list[mirror.WorkspaceConflict]:
+        try:
+            mirror.remove_file(self.workspace(project_id), path)
+        except mirror.WorkspaceConflict as exc:
+            return [exc]
+        return []
+
+    def _mirror_moves(
+        self, project_id: UUID, pairs: list[tuple[str, str]]
+    ) -> list[mirror.WorkspaceConflict]:
+        root = self.workspace(project_id)
+        conflicts: list[mirror.WorkspaceConflict] = []
         for old, new in pairs:
-            source = root / old
-            if source.is_file() and not source.is_symlink():
-                destination = self._ensure_dirs(root, new)
-                os.replace(source, destination)
+            try:
+                mirror.move_file(root, old, new, self.workspace_uid)
+            except mirror.WorkspaceConflict as exc:
+                conflicts.append(exc)
+                # The file is no longer at `old` in the database: a copy left there would be
+                # imported back as a new file. Its content is safe in its new version.
+                with contextlib.suppress(mirror.WorkspaceConflict):
+                    mirror.remove_file(root, old)
+        return conflicts
 
     async def materialise(self, project_id: UUID) -> int:
         """Write every live file into the workspace (after a restart, or a new machine)."""
@@ -528,8 +550,10 @@ class FileSystem:
         async with _ProjectLock(self.pool, project_id, exclusive=True) as conn:
             for row in await files.live(conn, project_id):
                 content = await self.blobs.get(row.sha256)
-                await self._mirror_all(conn, project_id, [(row.path, content)])
-                count += 1
+                # A refused path is logged by _mirror_all and stays only in the database: a
+                # link a program left must not stop the rest of the project appearing.
+                if not await self._mirror_all(conn, project_id, [(row.path, content)]):
+                    count += 1
         return count
 
     async def sync_from_workspace(
@@ -549,7 +573,7 @@ class FileSystem:
         async with _ProjectLock(self.pool, project_id, exclusive=True) as conn:
             known = {row.path: row for row in await files.live(conn, project_id)}
             if paths is None:
-                candidates = set(known) | set(await asyncio.to_thread(_walk, root))
+                candidates = set(known) | set(await asyncio.to_thread(mirror.list_files, root))
             else:
                 candidates = set(paths)
             changed: list[str] = []
@@ -563,7 +587,7 @@ class FileSystem:
                     continue
                 known_row = known.get(path)
                 content, why = await asyncio.to_thread(
-                    _read_regular,
+                    mirror.read_regular,
                     root,
                     path,
                     self.limits.max_file_bytes,
@@ -613,46 +637,6 @@ class FileSystem:
         return report
 
 
-def _walk(root: Path) -> list[str]:
-    found: list[str] = []
-    if not root.is_dir():
-        return found
-    for folder, _dirs, names in os.walk(root, followlinks=False):
-        for name in names:
-            if name.startswith(".vf-tmp-"):
-                continue
-            found.append(os.path.relpath(os.path.join(folder, name), root))
-    return found
-
-
-def stat_key(info: os.stat_result) -> str:
-    return f"{info.st_size}:{info.st_mtime_ns}"
-
-
-def _read_regular(
-    root: Path, path: str, limit: int, known_stat: str | None
-) -> tuple[bytes | None, str]:
-    """The bytes of a regular file inside `root` and its stat key, refusing links, devices and
-    giants; (None, "unchanged") when its stat is still `known_stat`."""
-    target = root / path
-    try:
-        info = target.lstat()
-    except FileNotFoundError:
-        return None, "missing"
-    if known_stat is not None and stat_key(info) == known_stat and stat.S_ISREG(info.st_mode):
-        return None, "unchanged"
-    if not stat.S_ISREG(info.st_mode):
-        return None, "not a regular file"
-    # A parent folder swapped for a symlink would let the path escape: refuse it.
-    if os.path.realpath(target) != os.path.join(os.path.realpath(root), path):
-        return None, "the path leaves the workspace through a link"
-    if info.st_size > limit:
-        return None, f"larger than {limit} bytes"
-    fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read(limit + 1), stat_key(os.fstat(fh.fileno()))
-
-
 @dataclass(slots=True)
 class _FileBudget:
     """Live files of a project, counted once per batch instead of once per new file."""
@@ -698,6 +682,5 @@ def build_filesystem(
     config: Config, pool: asyncpg.Pool, *, notifier: Notifier | None = None
 ) -> FileSystem:
     limits = Limits(max_file_bytes=config.max_file_bytes, max_files=config.max_files_per_project)
-    return FileSystem(
-        pool, BlobStore(config.data_dir / "blobs"), config.data_dir, limits, notifier=notifier
-    )
+    blobs = BlobStore(config.data_dir / "blobs", keyring=config.blob_keys)
+    return FileSystem(pool, blobs, config.data_dir, limits, notifier=notifier)

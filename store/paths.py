@@ -1,9 +1,9 @@
 """The one gate every project path passes: REST, archive import and workspace sync alike.
 
 A path is relative, `/`-separated, NFC-normalised UTF-8 with no empty, `.` or `..` segment, no
-control or invisible formatting characters, no backslash, segments of at most 255 bytes and at
-most 4096 bytes in all. What is accepted is returned normalised, so two spellings of one name
-(NFD vs NFC) can never become two files.
+control or invisible formatting characters, no backslash, segments of at most 255 bytes, at
+most 64 segments and at most 1,024 bytes in all (UTF-8). What is accepted is returned
+normalised, so two spellings of one name (NFD vs NFC) can never become two files.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import unicodedata
 from urllib.parse import unquote
 
-MAX_PATH_BYTES = 4096
+MAX_PATH_BYTES = 1024
+MAX_SEGMENTS = 64
 MAX_SEGMENT_BYTES = 255
 
 # Unicode categories refused anywhere in a name: controls, format characters (zero-width and
@@ -21,10 +22,11 @@ _REFUSED_CATEGORIES = {"Cc", "Cf", "Cs", "Cn", "Zl", "Zp"}
 
 
 class InvalidPath(ValueError):
-    def __init__(self, path: object, reason: str) -> None:
+    def __init__(self, path: object, reason: str, **limits: int) -> None:
         super().__init__(reason)
         self.path = path
         self.reason = reason
+        self.limits = limits  # the limit a too-long path broke, for the error's details
 
 
 def normalize_path(raw: object) -> str:
@@ -41,8 +43,15 @@ def normalize_path(raw: object) -> str:
             raise InvalidPath(raw, f"the character U+{ord(char):04X} is not allowed")
     path = unicodedata.normalize("NFC", raw)
     if len(path.encode()) > MAX_PATH_BYTES:
-        raise InvalidPath(raw, f"the path is longer than {MAX_PATH_BYTES} bytes")
-    for segment in path.split("/"):
+        raise InvalidPath(
+            raw, f"the path is longer than {MAX_PATH_BYTES} bytes", max_bytes=MAX_PATH_BYTES
+        )
+    segments = path.split("/")
+    if len(segments) > MAX_SEGMENTS:
+        raise InvalidPath(
+            raw, f"the path has more than {MAX_SEGMENTS} segments", max_segments=MAX_SEGMENTS
+        )
+    for segment in segments:
         if segment == "":
             raise InvalidPath(raw, "empty path segments are not allowed")
         if segment in (".", ".."):
@@ -54,7 +63,11 @@ def normalize_path(raw: object) -> str:
         if segment != segment.strip():
             raise InvalidPath(raw, "segments may not start or end with white space")
         if len(segment.encode()) > MAX_SEGMENT_BYTES:
-            raise InvalidPath(raw, f"a segment is longer than {MAX_SEGMENT_BYTES} bytes")
+            raise InvalidPath(
+                raw,
+                f"a segment is longer than {MAX_SEGMENT_BYTES} bytes",
+                max_segment_bytes=MAX_SEGMENT_BYTES,
+            )
     return path
 
 

@@ -272,26 +272,44 @@ async def test_hostile_archives_are_rejected_whole(http: httpx.AsyncClient, data
     base = f"/api/v1/projects/{pid}"
     good = _file("fine.txt", b"ok")
     Entry = tuple[tarfile.TarInfo, bytes | None]
-    hostile: dict[str, list[Entry]] = {
-        "traversal": [good, _file("../escape.txt", b"x")],
-        "deep traversal": [good, _file("a/../../escape.txt", b"x")],
-        "absolute": [good, _file("/etc/escape", b"x")],
-        "symlink": [good, _special("link", tarfile.SYMTYPE, "/etc/passwd")],
-        "hardlink": [good, _special("hard", tarfile.LNKTYPE, "fine.txt")],
-        "device": [good, _special("dev", tarfile.CHRTYPE)],
-        "fifo": [good, _special("fifo", tarfile.FIFOTYPE)],
-        "huge file": [good, _file("big.bin", b"\0" * (6 * 1024 * 1024))],
-        "duplicate": [good, _file("fine.txt", b"again")],
-        "control chars": [good, _file("bad\x01name", b"x")],
+    # A path the path gate refuses answers invalid_path, as on every route; anything else
+    # wrong with the archive answers invalid_archive.
+    hostile: dict[str, tuple[list[Entry], str]] = {
+        "traversal": ([good, _file("../escape.txt", b"x")], "invalid_path"),
+        "deep traversal": ([good, _file("a/../../escape.txt", b"x")], "invalid_path"),
+        "absolute": ([good, _file("/etc/escape", b"x")], "invalid_path"),
+        "symlink": ([good, _special("link", tarfile.SYMTYPE, "/etc/passwd")], "invalid_archive"),
+        "hardlink": ([good, _special("hard", tarfile.LNKTYPE, "fine.txt")], "invalid_archive"),
+        "device": ([good, _special("dev", tarfile.CHRTYPE)], "invalid_archive"),
+        "fifo": ([good, _special("fifo", tarfile.FIFOTYPE)], "invalid_archive"),
+        "huge file": ([good, _file("big.bin", b"\0" * (6 * 1024 * 1024))], "invalid_archive"),
+        "duplicate": ([good, _file("fine.txt", b"again")], "invalid_archive"),
+        "control chars": ([good, _file("bad\x01name", b"x")], "invalid_path"),
+        "65 segments": ([good, _file("/".join(["d"] * 65), b"x")], "invalid_path"),
+        "1,025 bytes": (
+            [good, _file("/".join(["b" * 204] * 4 + ["b" * 205]), b"x")],
+            "invalid_path",
+        ),
     }
-    for name, entries in hostile.items():
+    for name, (entries, code) in hostile.items():
         response = await http.post(
             f"{base}/archive",
             content=_tar(entries),
             headers={**owner.headers, "Content-Type": "application/gzip"},
         )
-        error = assert_error(response, 400, "invalid_archive")
+        error = assert_error(response, 400, code)
         assert error["message"], name
+    limits = {
+        "65 segments": {"max_segments": 64},
+        "1,025 bytes": {"max_bytes": 1024},
+    }
+    for name, limit in limits.items():
+        response = await http.post(
+            f"{base}/archive",
+            content=_tar(hostile[name][0]),
+            headers={**owner.headers, "Content-Type": "application/gzip"},
+        )
+        assert limit.items() <= response.json()["error"]["details"].items(), name
     not_gzip = await http.post(f"{base}/archive", content=b"plain", headers=owner.headers)
     assert_error(not_gzip, 400, "invalid_archive")
     listed = await http.get(f"{base}/files", headers=owner.headers)

@@ -43,6 +43,9 @@ HOSTILE = [
     "x" * 256,
     "a/" + "é" * 128,  # 256 bytes in UTF-8
     "/".join(["abc"] * 1100),  # over 4096 bytes
+    "/".join(["d"] * 65),  # 65 segments
+    "/".join(["b" * 204] * 4 + ["b" * 205]),  # 1,025 bytes
+    "/".join(["é" * 127] * 4 + ["é" * 3]),  # 1,026 bytes in UTF-8
     " leading",
     "trailing ",
     "a/ b",
@@ -55,6 +58,19 @@ def test_hostile_paths_are_refused(raw: str) -> None:
     with pytest.raises(InvalidPath) as caught:
         normalize_path(raw)
     assert caught.value.reason
+
+
+def test_the_limits_are_named_in_the_refusal() -> None:
+    assert normalize_path("/".join(["d"] * 64)).count("/") == 63
+    longest = "/".join(["b" * 204] * 5)
+    assert len(longest.encode()) == 1024
+    assert normalize_path(longest) == longest
+    with pytest.raises(InvalidPath) as caught:
+        normalize_path("/".join(["d"] * 65))
+    assert caught.value.limits == {"max_segments": 64}
+    with pytest.raises(InvalidPath) as caught:
+        normalize_path("/".join(["é" * 127] * 4 + ["é" * 3]))
+    assert caught.value.limits == {"max_bytes": 1024}
 
 
 def test_there_are_at_least_thirty_hostile_cases() -> None:
