@@ -5,8 +5,9 @@ packages and turned into an image with `docker import`:
 
 - `vaporform/runtime-busybox`: the static busybox binary and its applets (2 MB, seconds). The
   tests run on it.
-- `vaporform/runtime-python`: `debootstrap --variant=minbase --include=python3 bookworm`,
-  trimmed (~120 MB, about a minute; needs the Debian mirror and root).
+- `vaporform/runtime-python`: `debootstrap --variant=minbase bookworm` with Python 3 and the
+  tools the AI test jobs run offline (pytest, Hypothesis, coverage), trimmed (about a minute;
+  needs the Debian mirror and root).
 
 Both carry the same user (uid/gid 1000, home /workspace) and the labels the API lists them by.
 `images/*/Dockerfile` build the same images for people who do have a registry.
@@ -40,6 +41,10 @@ PASSWD = (
 GROUP = f"root:x:0:\nrunner:x:{RUNTIME_UID}:\nnogroup:x:65534:\n"
 
 Progress = Callable[[str], None]
+
+# What the python runtime carries besides the interpreter: the offline test generator's and
+# coverage's tools, so AI test jobs run their suites inside the container.
+PYTHON_PACKAGES = ("python3", "python3-pytest", "python3-hypothesis", "python3-coverage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +137,9 @@ def build_python(client: Any, reference: str, progress: Progress) -> None:
         raise RuntimeError("debootstrap is missing: apt-get install -y debootstrap")
     with tempfile.TemporaryDirectory(prefix="vaporform-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
-        progress("debootstrap bookworm (minbase + python3), about a minute")
-        command = [debootstrap, "--variant=minbase", "--include=python3", "bookworm", str(root)]
+        progress(f"debootstrap bookworm (minbase + {', '.join(PYTHON_PACKAGES)}), about a minute")
+        include = "--include=" + ",".join(PYTHON_PACKAGES)
+        command = [debootstrap, "--variant=minbase", include, "bookworm", str(root)]
         with subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         ) as proc:
@@ -162,7 +168,9 @@ def build_python(client: Any, reference: str, progress: Progress) -> None:
             tar.stdout.read(),
             repository=repository,
             tag=tag,
-            changes=_changes(repository, "Debian 12 with Python 3", ["/bin/bash"]),
+            changes=_changes(
+                repository, "Debian 12 with Python 3, pytest, Hypothesis, coverage", ["/bin/bash"]
+            ),
         )
         if tar.wait() != 0:
             raise RuntimeError("tar of the root file system failed")
