@@ -4,7 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv dev test lint pytest bench migrate clean
+.PHONY: venv ui dev test lint pytest bench bench-ui migrate clean
+
+# The web IDE (web/ui, TypeScript) is bundled by esbuild into web/static; npm ci installs
+# exactly what web/ui/package-lock.json pins.
+UI := web/ui
+UI_DEPS := $(UI)/node_modules/.package-lock.json
+UI_BUILT := web/static/manifest.json
+NPM_HINT := npm is missing: apt-get install -y nodejs npm
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +21,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-dev: venv
+$(UI_DEPS): $(UI)/package.json $(UI)/package-lock.json
+	@command -v npm >/dev/null || { echo "$(NPM_HINT)"; exit 1; }
+	npm ci --prefix $(UI) --no-audit --no-fund
+	@touch $@
+
+$(UI_BUILT): $(UI_DEPS) $(UI)/build.mjs $(UI)/tsconfig.json $(wildcard $(UI)/src/*)
+	npm run --prefix $(UI) build
+
+ui: $(UI_BUILT)
+
+dev: venv ui
 	$(BIN)/vaporform dev
 
 migrate: venv
@@ -22,16 +39,20 @@ migrate: venv
 
 test: lint pytest
 
-lint: venv
+lint: venv $(UI_DEPS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	npm run --prefix $(UI) --silent typecheck
 
-pytest: venv
+pytest: venv ui
 	$(BIN)/pytest
 
 bench: venv
 	$(BIN)/python bench/api_bench.py
+
+bench-ui: venv ui
+	$(BIN)/python bench/ui_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

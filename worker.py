@@ -32,6 +32,7 @@ from activities.audit import AuditActivities
 from activities.containers import ContainerControlActivities
 from activities.files import FileActivities
 from collab.broker import Broker, RedisBroker
+from store.ai_budget import Budgets
 from store.db import create_pool
 from store.filesystem import FileSystem, build_filesystem
 from store.workspace import workspaces_root
@@ -81,6 +82,10 @@ WORKFLOWS = [
 ]
 
 
+def budgets_of(settings: AISettings) -> Budgets:
+    return Budgets(settings.budget_project_usd, settings.budget_user_usd)
+
+
 def build_worker(
     client: Client,
     pool: asyncpg.Pool,
@@ -90,10 +95,19 @@ def build_worker(
     files: FileSystem,
     broker: Broker | None = None,
     ai_provider: Provider | None = None,
+    ai_budgets: Budgets | None = None,
 ) -> Worker:
     audit = AuditActivities(pool)
-    # No provider given: the offline one (ruff, Hypothesis), as with no ANTHROPIC_API_KEY.
-    ai = AIActivities(pool, files, ai_provider or build_provider(AISettings()), broker, client)
+    # No provider given: the offline one (ruff, Hypothesis), as with no ANTHROPIC_API_KEY;
+    # no budgets given: the defaults of the settings.
+    ai = AIActivities(
+        pool,
+        files,
+        ai_provider or build_provider(AISettings()),
+        broker,
+        client,
+        ai_budgets or budgets_of(AISettings()),
+    )
     control = ContainerControlActivities(client)
     file_activities = FileActivities(pool, files, broker)
     return Worker(
@@ -183,6 +197,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
                 files=files,
                 broker=broker,
                 ai_provider=ai_provider,
+                ai_budgets=budgets_of(config.ai),
             )
             docker_client = _docker_client(config)
             async with contextlib.AsyncExitStack() as stack:

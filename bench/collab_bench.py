@@ -42,6 +42,12 @@ ALPHABET = "abcdefghijklmnopqrstuvwxyz      \n"
 COMPRESSION: str | None = "deflate"
 # --batch: ask the server to pack queued messages into one frame (a JSON array).
 BATCH = False
+# The stack's settings for load: no per-connection op limit, any number of bench users.
+LOAD_ENV = {
+    "VAPORFORM_COLLAB_OP_RATE": "1000000",
+    "VAPORFORM_COLLAB_OP_BURST": "1000000",
+    "VAPORFORM_REGISTER_PER_IP": "1000000",
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,27 @@ def random_edit(rng: random.Random, n: int) -> ot.Op:
     return ot.normalize([at, -size, n - at - size])
 
 
+def open_socket(ws_url: str, token: str) -> websockets.connect:
+    """A collaboration socket as the bench's clients open it (await it, or `async with`).
+
+    No keepalive pings: a saturated generator would time them out and measure itself.
+    """
+    return websockets.connect(
+        ws_url,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        max_size=2**24,
+        ping_interval=None,
+        open_timeout=60,
+        compression=COMPRESSION,
+    )
+
+
+def decode(raw: str | bytes) -> list[dict[str, Any]]:
+    """The messages of one frame (with `?batch=1` a frame may be a JSON array of them)."""
+    decoded = json.loads(raw)
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
 class BenchClient:
     def __init__(self, name: str, pid: str, path: str, shared: Shared, rng: random.Random) -> None:
         self.name = name
@@ -131,18 +158,10 @@ class BenchClient:
         self.early: list[dict[str, Any]] = []
 
     async def connect(self, ws_url: str, token: str) -> None:
-        # No keepalive pings: a saturated generator would time them out and measure itself.
-        self.ws = await websockets.connect(
-            ws_url,
-            additional_headers={"Authorization": f"Bearer {token}"},
-            max_size=2**24,
-            ping_interval=None,
-            compression=COMPRESSION,
-        )
+        self.ws = await open_socket(ws_url, token)
         await self.ws.send(json.dumps({"id": "j", "type": "join", "payload": {"path": self.path}}))
         while self.client is None:
-            decoded = json.loads(await self.ws.recv())
-            for message in decoded if isinstance(decoded, list) else [decoded]:
+            for message in decode(await self.ws.recv()):
                 if self.client is not None:
                     self.early.append(message)  # after `joined` in the same batch
                 elif message["type"] == "joined":
@@ -178,8 +197,7 @@ class BenchClient:
         for message in self.early:
             await self._handle(message)
         async for raw in self.ws:
-            decoded = json.loads(raw)
-            for message in decoded if isinstance(decoded, list) else [decoded]:
+            for message in decode(raw):
                 await self._handle(message)
 
     async def _handle(self, message: dict[str, Any]) -> None:
@@ -237,9 +255,21 @@ async def setup(http: httpx.AsyncClient, documents: int) -> tuple[str, list[tupl
     return token, found
 
 
-def collab_url(url: str, pid: str) -> str:
+def collab_url(url: str, pid: str, *, batch: bool | None = None) -> str:
     found = url.replace("http://", "ws://") + f"/api/v1/projects/{pid}/collab"
-    return found + "?batch=1" if BATCH else found
+    return found + "?batch=1" if (BATCH if batch is None else batch) else found
+
+
+async def joined_state(url: str, token: str, pid: str, path: str) -> dict[str, Any]:
+    """The `joined` payload a fresh connection to the API at `url` gets for `path`: the
+    document as that node has it (revision, content)."""
+    async with open_socket(collab_url(url, pid), token) as probe:
+        await probe.send(json.dumps({"id": "p", "type": "join", "payload": {"path": path}}))
+        while True:
+            for message in decode(await probe.recv()):
+                if message["type"] == "joined":
+                    payload: dict[str, Any] = message["payload"]
+                    return payload
 
 
 async def run(url: str, scenario: Scenario, seconds: float, warmup: float) -> dict[str, Any]:
@@ -278,19 +308,7 @@ async def run(url: str, scenario: Scenario, seconds: float, warmup: float) -> di
             await asyncio.wait_for(c.acked.wait(), 30)
 
     async def revision_of(pid: str, path: str) -> int:
-        async with websockets.connect(
-            collab_url(url, pid),
-            additional_headers={"Authorization": f"Bearer {token}"},
-            max_size=2**24,
-            open_timeout=60,
-            ping_interval=None,
-        ) as probe:
-            await probe.send(json.dumps({"id": "p", "type": "join", "payload": {"path": path}}))
-            while True:
-                decoded = json.loads(await probe.recv())
-                for message in decoded if isinstance(decoded, list) else [decoded]:
-                    if message["type"] == "joined":
-                        return int(message["payload"]["revision"])
+        return int((await joined_state(url, token, pid, path))["revision"])
 
     committed_ok = True
     for start in range(0, len(docs), 25):
@@ -348,13 +366,7 @@ async def idle(url: str, connections: int, per_project: int = 20) -> None:
 
     async def one(i: int) -> websockets.ClientConnection:
         pid, path = docs[i % len(docs)]
-        ws = await websockets.connect(
-            collab_url(url, pid),
-            additional_headers={"Authorization": f"Bearer {token}"},
-            ping_interval=None,
-            open_timeout=60,
-            compression=COMPRESSION,
-        )
+        ws = await open_socket(collab_url(url, pid), token)
         await ws.send(json.dumps({"id": "j", "type": "join", "payload": {"path": path}}))
         return ws
 
@@ -396,12 +408,7 @@ async def main() -> None:
     if args.url:
         await everything(args.url)
         return
-    env = {
-        "VAPORFORM_COLLAB_OP_RATE": "1000000",
-        "VAPORFORM_COLLAB_OP_BURST": "1000000",
-        "VAPORFORM_REGISTER_PER_IP": "1000000",
-    }
-    async with stack(env) as url:
+    async with stack(LOAD_ENV) as url:
         await everything(url)
 
 

@@ -5,7 +5,8 @@ server over real sockets rather than sharing its event loop.
 
 `stack()` yields the API's base URL. `running_stack()` yields a `Stack`, for benches that also
 need the Temporal address, the task queue or the worker process (to SIGKILL it and start a
-replacement with the same environment).
+replacement with the same environment), or several API nodes on one database (to SIGKILL one
+and start it again on its port).
 """
 
 from __future__ import annotations
@@ -50,13 +51,35 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
 
 @dataclass
 class Stack:
-    base_url: str
+    base_url: str  # the first API node
     temporal_address: str
     task_queue: str
     env: dict[str, str]  # the environment of the worker and the API
     data_dir: Path
     log: IO[bytes]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    api_ports: list[int] = field(default_factory=list)
+    # The API process serving each port (the one started last), None before it is started.
+    apis: list[subprocess.Popen[bytes] | None] = field(default_factory=list)
+
+    @property
+    def api_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.api_ports]
+
+    async def start_api(self, node: int) -> subprocess.Popen[bytes]:
+        """Start API node `node` on its port (again, after `kill_api`); return once ready."""
+        env = {**self.env, "VAPORFORM_API_PORT": str(self.api_ports[node])}
+        process = subprocess.Popen([*ME, "api"], env=env, stdout=self.log, stderr=self.log)
+        self.apis[node] = process
+        await wait_for_http(self.api_urls[node] + "/readyz", 30)
+        return process
+
+    def kill_api(self, node: int) -> None:
+        """SIGKILL API node `node` (no graceful shutdown) and reap it."""
+        process = self.apis[node]
+        assert process is not None
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
 
     @property
     def worker(self) -> subprocess.Popen[bytes]:
@@ -76,12 +99,22 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(extra_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
-    """Yield the running `Stack`; everything is stopped and the database dropped afterwards."""
+async def running_stack(
+    extra_env: dict[str, str] | None = None, *, server_dsn: str | None = None, api_nodes: int = 1
+) -> AsyncIterator[Stack]:
+    """Yield the running `Stack`; everything is stopped and the database dropped afterwards.
+
+    `server_dsn` names the PostgreSQL server to create the bench database in (default:
+    `DATABASE_URL`); `api_nodes` API processes share the database, Redis and data dir.
+    """
     run = uuid.uuid4().hex[:8]
     data = Path(tempfile.mkdtemp(prefix="vf-bench-"))
-    base_dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/vaporform")
-    temporal_port, api_port = free_port(), free_port()
+    base_dsn = server_dsn or os.environ.get(
+        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/vaporform"
+    )
+    temporal_port = free_port()
+    api_ports = [free_port() for _ in range(api_nodes)]
+    api_port = api_ports[0]
     env = {
         **os.environ,
         "DATABASE_URL": db.with_database(base_dsn, f"vaporform_bench_{run}"),
@@ -96,7 +129,6 @@ async def running_stack(extra_env: dict[str, str] | None = None) -> AsyncIterato
     config = load_config(env)
     await prepare_database(config)
     temporal: subprocess.Popen[bytes] | None = None
-    api: subprocess.Popen[bytes] | None = None
     log = open(data / "stack.log", "ab")  # noqa: SIM115 - closed with the children
     found = Stack(
         base_url=f"http://127.0.0.1:{api_port}",
@@ -105,6 +137,8 @@ async def running_stack(extra_env: dict[str, str] | None = None) -> AsyncIterato
         env=env,
         data_dir=data,
         log=log,
+        api_ports=api_ports,
+        apis=[None] * api_nodes,
     )
     try:
         temporal = subprocess.Popen(
@@ -129,12 +163,12 @@ async def running_stack(extra_env: dict[str, str] | None = None) -> AsyncIterato
         )
         await wait_for_temporal(config.temporal_address, 30)
         found.start_worker()
-        api = subprocess.Popen([*ME, "api"], env=env, stdout=log, stderr=log)
-        await wait_for_http(found.base_url + "/readyz", 30)
+        for node in range(api_nodes):
+            await found.start_api(node)
         yield found
     finally:
         # API first, then the workers, then Temporal: each stops while what it talks to is up.
-        for child in [api, *reversed(found.workers), temporal]:
+        for child in [*found.apis, *reversed(found.workers), temporal]:
             if child is not None:
                 _stop(child)
         log.close()

@@ -159,12 +159,19 @@ class RedisBroker:
         async with self._lock:
             if self._registry.add(channel, handler):
                 confirmed = self._confirmed[channel] = asyncio.Event()
-                await self._pubsub.subscribe(self._prefix + channel)
-                if self._reader is None:
-                    self._reader = asyncio.get_running_loop().create_task(self._read())
-                # Redis confirms SUBSCRIBE on the pub/sub connection itself; waiting for it
-                # means nothing published after this call returns can be missed.
-                await asyncio.wait_for(confirmed.wait(), timeout=10)
+                try:
+                    await self._pubsub.subscribe(self._prefix + channel)
+                    if self._reader is None:
+                        self._reader = asyncio.get_running_loop().create_task(self._read())
+                    # Redis confirms SUBSCRIBE on the pub/sub connection itself; waiting for
+                    # it means nothing published after this call returns can be missed.
+                    await asyncio.wait_for(confirmed.wait(), timeout=10)
+                except BaseException:
+                    # Unreachable Redis: forget the handler, so that a retry subscribes again
+                    # instead of finding the channel "already subscribed".
+                    self._registry.remove(channel, handler)
+                    self._confirmed.pop(channel, None)
+                    raise
         return _Subscription(self._registry, channel, handler, self._drop)
 
     async def _drop(self, channel: str) -> None:

@@ -44,6 +44,7 @@ class ServerType(StrEnum):
     PONG = "pong"
     ERROR = "error"
     JOB = "job"
+    ACCESS = "access"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ def _path(payload: dict[str, Any]) -> str:
         return normalize_path(payload.get("path"))
     except InvalidPath as exc:
         raise CollabError(
-            "invalid_path", f"invalid path: {exc.reason}", {"field": "path"}
+            "invalid_path", f"invalid path: {exc.reason}", {"field": "path", **exc.limits}
         ) from None
 
 

@@ -96,6 +96,19 @@ class Session:
     def can_edit(self) -> bool:
         return self.role in ("editor", "owner")
 
+    def change_role(self, role: str) -> None:
+        """The user's role in the project changed while connected: ops are judged by the new
+        one from now on (an op already being committed still commits), and the client hears
+        it as an `access` message."""
+        if role == self.role:
+            return
+        could_edit, previous = self.can_edit, self.role
+        self.role = role
+        if could_edit != self.can_edit:
+            for opened in self.documents.values():
+                opened.doc.editors += 1 if self.can_edit else -1
+        self._send(ServerType.ACCESS, {"role": role, "previous_role": previous})
+
     # -- outgoing ------------------------------------------------------------------------
 
     def offer(self, text: str) -> None:

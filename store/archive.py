@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import io
 import tarfile
-import tempfile
+from collections.abc import Generator
 from dataclasses import dataclass
-from pathlib import Path
 
 from store.blobs import BlobStore
 from store.files import FileRow
@@ -19,6 +18,8 @@ from store.paths import InvalidPath, normalize_path
 
 
 class ArchiveError(ValueError):
+    code = "invalid_archive"
+
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
         self.message = message
@@ -57,9 +58,14 @@ def read_archive(data: bytes, limits: ArchiveLimits) -> list[tuple[str, bytes]]:
                 try:
                     path = normalize_path(name)
                 except InvalidPath as exc:
-                    raise ArchiveError(
-                        f"{member.name!r}: {exc.reason}", entry=member.name, reason=exc.reason
-                    ) from None
+                    error = ArchiveError(
+                        f"{member.name!r}: {exc.reason}",
+                        entry=member.name,
+                        reason=exc.reason,
+                        **exc.limits,
+                    )
+                    error.code = "invalid_path"  # the same answer as the path on any route
+                    raise error from None
                 if path in seen:
                     raise ArchiveError(f"{path!r} appears twice", entry=member.name)
                 seen.add(path)
@@ -81,18 +87,36 @@ def read_archive(data: bytes, limits: ArchiveLimits) -> list[tuple[str, bytes]]:
     return found
 
 
-def write_archive(rows: list[FileRow], blobs: BlobStore) -> Path:
-    """A tar.gz of the given files in a temporary file (the caller streams and deletes it)."""
-    # Kept after closing: the response streams it, then deletes it.
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        prefix="vf-export-", suffix=".tar.gz", delete=False
-    )
-    with handle, tarfile.open(fileobj=handle, mode="w:gz") as archive:
+class _Pieces:
+    """Where the tar stream writes: what it wrote since the last `take`."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        piece = b"".join(self._parts)
+        self._parts.clear()
+        return piece
+
+
+def archive_pieces(rows: list[FileRow], blobs: BlobStore) -> Generator[bytes, None, None]:
+    """A tar.gz of the given files, made as it is sent: each content is read through the blob
+    store (so encrypted blobs are decrypted in memory) one file at a time, and nothing of it is
+    written to disk. Pieces are never empty."""
+    sink = _Pieces()
+    with tarfile.open(fileobj=sink, mode="w|gz") as archive:  # type: ignore[call-overload]
         for row in rows:
+            content = blobs.get_sync(row.sha256)
             info = tarfile.TarInfo(row.path)
-            info.size = row.size
+            info.size = len(content)
             info.mode = row.mode
             info.mtime = int(row.updated_at.timestamp())
-            with blobs.path_for(row.sha256).open("rb") as content:
-                archive.addfile(info, content)
-    return Path(handle.name)
+            archive.addfile(info, io.BytesIO(content))
+            if piece := sink.take():
+                yield piece
+    if piece := sink.take():
+        yield piece

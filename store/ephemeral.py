@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Collection
 from typing import Protocol
 
 import redis.asyncio as redis
@@ -18,6 +19,10 @@ class Ephemeral(Protocol):
     async def put(self, key: str, value: str, ttl_s: float) -> None: ...
 
     async def exists(self, key: str) -> bool: ...
+
+    async def exists_many(self, keys: Collection[str]) -> set[str]:
+        """Which of `keys` exist, in one round trip."""
+        ...
 
     async def take(self, key: str) -> str | None:
         """Get and delete in one step: a value can be taken once."""
@@ -61,6 +66,10 @@ class MemoryEphemeral:
     async def exists(self, key: str) -> bool:
         return self._live(key, time.monotonic()) is not None
 
+    async def exists_many(self, keys: Collection[str]) -> set[str]:
+        now = time.monotonic()
+        return {key for key in keys if self._live(key, now) is not None}
+
     async def take(self, key: str) -> str | None:
         entry = self._live(key, time.monotonic())
         if entry is None:
@@ -96,6 +105,16 @@ class RedisEphemeral:
 
     async def exists(self, key: str) -> bool:
         return bool(await self._redis.exists(self._prefix + key))
+
+    async def exists_many(self, keys: Collection[str]) -> set[str]:
+        ordered = list(keys)
+        if not ordered:
+            return set()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in ordered:
+                pipe.exists(self._prefix + key)
+            found = await pipe.execute()
+        return {key for key, hit in zip(ordered, found, strict=True) if hit}
 
     async def take(self, key: str) -> str | None:
         value = await self._redis.getdel(self._prefix + key)

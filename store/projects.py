@@ -6,6 +6,7 @@ not belong to is simply not found: the edge turns that None into a 404.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -224,3 +225,39 @@ async def remove_member(conn: Conn, project_id: UUID, user_id: UUID) -> bool:
         "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2", project_id, user_id
     )
     return status == "DELETE 1"
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What a (project, user) pair holds right now: the role (None: not a member), whether
+    the account exists and is enabled, and whether the project exists."""
+
+    role: str | None
+    active: bool
+    project: bool
+
+
+async def standings(
+    conn: Conn, pairs: Collection[tuple[UUID, UUID]]
+) -> dict[tuple[UUID, UUID], Standing]:
+    """The standing of every (project_id, user_id) pair, in one query (open sockets are
+    re-checked with it; web/revocation.py)."""
+    if not pairs:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT w.project_id, w.user_id, m.role,
+               u.id IS NOT NULL AND u.disabled_at IS NULL AS active,
+               p.id IS NOT NULL AS project
+        FROM unnest($1::uuid[], $2::uuid[]) AS w (project_id, user_id)
+        LEFT JOIN users u ON u.id = w.user_id
+        LEFT JOIN projects p ON p.id = w.project_id
+        LEFT JOIN project_members m ON m.project_id = w.project_id AND m.user_id = w.user_id
+        """,
+        [p for p, _ in pairs],
+        [u for _, u in pairs],
+    )
+    return {
+        (r["project_id"], r["user_id"]): Standing(r["role"], r["active"], r["project"])
+        for r in rows
+    }

@@ -92,6 +92,15 @@ async def revoke_family(conn: Conn, family_id: UUID) -> int:
     return int(status.split()[-1])
 
 
+async def revoke_user(conn: Conn, user_id: UUID) -> int:
+    """Revoke every live refresh token of a user (the account was disabled)."""
+    status = await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id,
+    )
+    return int(status.split()[-1])
+
+
 async def revoke_token(conn: Conn, *, token: str, user_id: UUID) -> bool:
     """Revoke the family of `token` when it belongs to `user_id`; True when one was found."""
     family = await conn.fetchval(

@@ -26,11 +26,6 @@ POSTGRES_HINT = (
     "$(ls /etc/postgresql) main start\n"
     "  or point DATABASE_URL at a running server."
 )
-DOCKER_HINT = (
-    "No Docker engine answers at /var/run/docker.sock: project containers will be unavailable.\n"
-    "  Install and start one:  apt-get install -y docker.io && "
-    "(setsid dockerd >/var/log/dockerd.log 2>&1 &)"
-)
 REDIS_NOTE = "REDIS_URL is not set: using in-process pub/sub, revocation and rate limits"
 
 
@@ -143,8 +138,30 @@ def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
+def _prepare_containers(config: Config) -> str:
+    """Docker engine and runtime image for `vaporform dev`; the note for its step line."""
+    from vaporform.dev_setup import ensure_docker_engine, ensure_runtime_image
+
+    def say(line: str) -> None:
+        print(f"\n      {line}", end="", flush=True)
+
+    client = ensure_docker_engine(config.data_dir / "logs", say)
+    if client is None:
+        return "no Docker engine: project containers are unavailable"
+    try:
+        runtime = ensure_runtime_image(client, config.containers.default_image, say)
+    finally:
+        client.close()
+    if runtime.image is None:
+        return "no runtime image: project containers will fail to start"
+    if runtime.image != config.containers.default_image:
+        # The worker and the API are started below with this environment.
+        os.environ["VAPORFORM_CONTAINER_IMAGE"] = runtime.image
+    return f"{runtime.image} ({runtime.note})"
+
+
 async def run_dev(config: Config) -> int:
-    total = 5
+    total = 6
     config.data_dir.mkdir(parents=True, exist_ok=True)
     (config.data_dir / "logs").mkdir(exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
@@ -154,10 +171,11 @@ async def run_dev(config: Config) -> int:
         _done(started, f"{len(applied)} migration(s) applied" if applied else "up to date")
         if not config.redis_url:
             print(f"      note: {REDIS_NOTE}")
-        if not os.path.exists("/var/run/docker.sock"):
-            print("      note: " + DOCKER_HINT.replace("\n", "\n      "))
 
-        started = _step(2, total, "Temporal dev server")
+        started = _step(2, total, "Docker engine and runtime image")
+        _done(started, await asyncio.to_thread(_prepare_containers, config))
+
+        started = _step(3, total, "Temporal dev server")
         ui_port = int(os.environ.get("VAPORFORM_TEMPORAL_UI_PORT", "8233"))
         children.append(
             _spawn(temporal_command(config, ui_port), config.data_dir / "logs" / "temporal.log")
@@ -167,17 +185,17 @@ async def run_dev(config: Config) -> int:
 
         me = [sys.executable, "-m", "vaporform.cli"]
         logs_dir = config.data_dir / "logs"
-        started = _step(3, total, "worker")
+        started = _step(4, total, "worker")
         children.append(_spawn([*me, "worker"], logs_dir / "worker.log"))
         _done(started, "started")
 
-        started = _step(4, total, "API")
+        started = _step(5, total, "API")
         children.append(_spawn([*me, "api"], logs_dir / "api.log"))
         base = f"http://{config.api_host}:{config.api_port}"
         await wait_for_http(base + "/healthz", 30)
         _done(started)
 
-        started = _step(5, total, "readiness")
+        started = _step(6, total, "readiness")
         await wait_for_http(base + "/readyz", 30)
         _done(started)
         print(
@@ -223,6 +241,26 @@ async def run_api(config: Config) -> None:
     await serve(create_app(config), hconfig, shutdown_trigger=stop.wait)
 
 
+def rekey_blobs(config: Config) -> int:
+    from store.blob_keys import BlobKeyError
+    from store.blobs import BlobStore
+
+    if config.blob_keys is None:
+        print("error: set VAPORFORM_BLOB_KEY or VAPORFORM_BLOB_KEYS first", file=sys.stderr)
+        return 2
+    store = BlobStore(config.data_dir / "blobs", keyring=config.blob_keys)
+    try:
+        report = store.rekey()
+    except BlobKeyError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    print(
+        f"rewritten with key {config.blob_keys.writer!r}: {report.rewritten}; "
+        f"already under it: {report.current}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vaporform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("names", nargs="*", help="busybox, python (default: all)")
     build.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
     build.add_argument("--tag", default="latest")
+    blobs = sub.add_parser("blobs", help="the store of file contents")
+    blobs_sub = blobs.add_subparsers(dest="blobs_command", required=True)
+    blobs_sub.add_parser(
+        "rekey", help="encrypt every blob with the writing key, so older keys can be retired"
+    )
     args = parser.parse_args(argv)
     if args.command == "images":
         from vaporform.images import RUNTIMES, build_command
@@ -261,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "api":
             asyncio.run(run_api(config))
             return 0
+        if args.command == "blobs":
+            return rekey_blobs(config)
         import worker
 
         asyncio.run(worker.run(config))

@@ -6,6 +6,7 @@ kept in the data directory, so a restarted dev stack keeps accepting the tokens 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from collab.settings import CollabSettings
+from store.blob_keys import BlobKeyring, parse_keyring
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/vaporform"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
@@ -43,6 +45,19 @@ class RateLimits:
     login_per_ip: int = 50
     login_window_s: int = 60
     register_per_ip: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class MFASettings:
+    """Second factor (TOTP). `required`: users without MFA may only enrol (docs/auth.md)."""
+
+    required: bool = False
+    challenge_ttl_s: int = 300  # between the password step and the code step of a login
+    issuer: str = "Vaporform"  # the name authenticator apps show
+
+
+# An address or network whose X-Forwarded-For hops are believed (web/client_ip.py).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +126,13 @@ class Config:
     max_files_per_project: int = 10_000
     max_archive_bytes: int = 64 * 1024 * 1024
     max_archive_entries: int = 10_000
+    # Encryption at rest of file contents (store/blob_keys.py); None: blobs are plaintext.
+    blob_keys: BlobKeyring | None = None
     jwt: JWTSettings = field(default_factory=lambda: JWTSettings(secret=""))
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    mfa: MFASettings = field(default_factory=MFASettings)
+    # Reverse proxies in front of the API; empty: the peer address is the client.
+    trusted_proxies: tuple[Network, ...] = ()
     collab: CollabSettings = field(default_factory=CollabSettings)
     containers: ContainerSettings = field(default_factory=ContainerSettings)
     ai: AISettings = field(default_factory=AISettings)
@@ -124,6 +144,9 @@ class Config:
     argon2_parallelism: int = 1
     db_pool_min: int = 2
     db_pool_max: int = 20
+    # Open sockets are re-checked (membership, role, account, token) this often, whatever the
+    # events say (web/revocation.py); at most 1 s keeps "closed within 2 s" when an event is lost.
+    access_recheck_s: float = 1.0
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)
@@ -213,6 +236,44 @@ def _container_settings(env: Mapping[str, str]) -> ContainerSettings:
     )
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs; a bare address is a network of one."""
+    found: list[Network] = []
+    for part in filter(None, (p.strip() for p in (env.get(name) or "").split(","))):
+        try:
+            found.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {part!r} is not an address or CIDR") from exc
+    return tuple(found)
+
+
+def _mfa_settings(env: Mapping[str, str]) -> MFASettings:
+    base = MFASettings()
+    return MFASettings(
+        required=_bool(env, "VAPORFORM_REQUIRE_MFA", base.required),
+        challenge_ttl_s=_int(env, "VAPORFORM_MFA_CHALLENGE_TTL", base.challenge_ttl_s),
+        issuer=env.get("VAPORFORM_MFA_ISSUER") or base.issuer,
+    )
+
+
+def _blob_keys(env: Mapping[str, str]) -> BlobKeyring | None:
+    try:
+        return parse_keyring(env.get("VAPORFORM_BLOB_KEY"), env.get("VAPORFORM_BLOB_KEYS"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -278,8 +339,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_files_per_project=_int(env, "VAPORFORM_MAX_FILES", 10_000),
         max_archive_bytes=_int(env, "VAPORFORM_MAX_ARCHIVE_BYTES", 64 * 1024 * 1024),
         max_archive_entries=_int(env, "VAPORFORM_MAX_ARCHIVE_ENTRIES", 10_000),
+        blob_keys=_blob_keys(env),
         jwt=jwt,
         rate_limits=limits,
+        mfa=_mfa_settings(env),
+        trusted_proxies=_networks(env, "VAPORFORM_TRUSTED_PROXIES"),
         collab=CollabSettings(
             op_rate=float(_int(env, "VAPORFORM_COLLAB_OP_RATE", 100)),
             op_burst=_int(env, "VAPORFORM_COLLAB_OP_BURST", 200),
@@ -291,4 +355,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         argon2_parallelism=_int(env, "VAPORFORM_ARGON2_PARALLELISM", 1),
         db_pool_min=_int(env, "VAPORFORM_DB_POOL_MIN", 2),
         db_pool_max=_int(env, "VAPORFORM_DB_POOL_MAX", 20),
+        access_recheck_s=_float(env, "VAPORFORM_ACCESS_RECHECK_S", 1.0),
     )

@@ -27,10 +27,15 @@ from web.blueprints import collab as collab_bp
 from web.blueprints import containers as containers_bp
 from web.blueprints import files as files_bp
 from web.blueprints import health as health_bp
+from web.blueprints import mfa as mfa_bp
 from web.blueprints import projects as projects_bp
+from web.blueprints import session as session_bp
+from web.blueprints import ui as ui_bp
+from web.client_ip import client_ip
 from web.errors import register_error_handlers
 from web.limits import enforce_body_limit
 from web.passwords import Passwords
+from web.revocation import init_revocation
 from web.services import EXTENSION_KEY, Services
 from workflows.versioning import signal_files_changed
 
@@ -42,7 +47,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def create_app(config: Config) -> Quart:
-    app = Quart("vaporform")
+    # No default /static route: web/blueprints/ui.py serves the IDE's bundle there.
+    app = Quart("vaporform", static_folder=None)
     # "a//b" must reach the path gate as written (and be refused), not be quietly merged.
     app.url_map.merge_slashes = False
     # An archive import of many files is one long transaction; Quart's default is 60 s.
@@ -63,9 +69,12 @@ def create_app(config: Config) -> Quart:
         scalar_ui_path=None,
     )
     init_auth(app)
+    # Runs while serving, between the services' start and stop (web/revocation.py).
+    init_revocation(app)
     register_error_handlers(app)
     app.register_blueprint(health_bp.blueprint)
     app.register_blueprint(auth_bp.blueprint)
+    app.register_blueprint(mfa_bp.blueprint)
     app.register_blueprint(projects_bp.blueprint)
     app.register_blueprint(containers_bp.blueprint)
     app.register_blueprint(containers_bp.images_blueprint)
@@ -74,6 +83,8 @@ def create_app(config: Config) -> Quart:
     app.register_blueprint(collab_bp.blueprint)
     app.register_blueprint(chat_bp.blueprint)
     app.register_blueprint(ai_bp.blueprint)
+    app.register_blueprint(session_bp.blueprint)
+    app.register_blueprint(ui_bp.blueprint)
 
     @app.before_serving
     async def _start() -> None:
@@ -134,6 +145,7 @@ def create_app(config: Config) -> Quart:
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
+                "client_ip": client_ip(),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)
                 if started
                 else None,

@@ -17,6 +17,8 @@ from quart import Quart, has_websocket_context, request, websocket
 from quart_auth import Action, AuthUser, QuartAuth, current_user
 
 from web.errors import APIError
+from web.revocation import REVOKED_PREFIX, revocations
+from web.second_factor import enforce_mfa_policy
 from web.services import services
 from web.tokens import AccessClaims, TokenError, issue_access, new_opaque_token, verify_access
 
@@ -24,7 +26,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 TICKET_PREFIX = "ticket:"
-REVOKED_PREFIX = "revoked:"
 
 
 class Principal(AuthUser):
@@ -64,7 +65,10 @@ class Principal(AuthUser):
             # The ticket was minted from an access token: it dies with that token.
         if self.claims is None:
             return False
-        return not await store.exists(REVOKED_PREFIX + self.claims.jti)
+        if await store.exists(REVOKED_PREFIX + self.claims.jti):
+            return False
+        # A token outlives nothing about its user: deleted or disabled means 401.
+        return await revocations().user_active(self.claims.user_id)
 
     @property
     def user_id(self) -> uuid.UUID:
@@ -118,6 +122,7 @@ async def principal() -> Principal:
     user = cast(Principal, current_user._get_current_object())  # type: ignore[attr-defined]
     if not await user.is_authenticated:
         raise unauthorized()
+    await enforce_mfa_policy(user.user_id)
     return user
 
 
@@ -134,6 +139,8 @@ async def revoke_access(claims: AccessClaims) -> None:
     remaining = claims.remaining_s()
     if remaining > 0:
         await services().ephemeral.put(REVOKED_PREFIX + claims.jti, "1", remaining + 5)
+    # Sockets opened with this token (or a ticket minted from it) close, on every node.
+    await revocations().changed(jti=claims.jti)
 
 
 async def mint_ws_ticket(claims: AccessClaims, ttl_s: int) -> str:

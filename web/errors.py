@@ -16,6 +16,7 @@ from quart import Quart, Request, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
+from store.blob_keys import BlobKeyError
 from store.filesystem import FileSystemError
 
 log = logging.getLogger("vaporform.web")
@@ -120,6 +121,14 @@ def register_error_handlers(app: Quart) -> None:
         if status == 405 and (allow := exc.get_response().headers.get("Allow")):
             response.headers["Allow"] = allow
         return response
+
+    @app.errorhandler(BlobKeyError)
+    async def _blob_key_error(exc: BlobKeyError) -> Response:
+        # The server's configuration, not the request, is at fault: say so, and which key.
+        log.error("blob unreadable: %s", exc.message)
+        return error_response(
+            500, "blob_unreadable", exc.message, {"sha256": exc.sha256, "key_id": exc.kid}
+        )
 
     @app.errorhandler(Exception)
     async def _unhandled(exc: Exception) -> Response:

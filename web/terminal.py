@@ -12,7 +12,10 @@ pump between the browser and the exec's hijacked socket:
   stopped). Malformed controls get `{"type": "error", "code", "message"}` and the connection stays.
 
 Auth: `Authorization: Bearer` header or a single-use `?ticket=`. Viewers may not open one (403),
-non-members get 404, a stopped container 409, all before the WebSocket is accepted.
+non-members get 404, a stopped container 409, all before the WebSocket is accepted. An open
+terminal closes with code 4003 (web/revocation.py) when its user stops being an editor of the
+project (made viewer, removed), the token it was opened with is revoked, the project is deleted
+or the account disabled.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from typing import Any
 from quart import Blueprint, current_app, websocket
 
 from vaporform.images import RUNTIME_UID
-from web.access import caller_project
+from web.access import ROLE_RANK, caller_project
 from web.blueprints.containers import current_status, touch
 from web.errors import APIError, error_response
+from web.revocation import ACCESS_REVOKED_CLOSE_CODE, revocations
 from web.services import services
 from workflows.container_shared import Status
 
@@ -174,19 +178,45 @@ async def terminal(project_id: str) -> Any:
         return response
     await websocket.accept()
     await touch(project.id, str(caller.user_id))
+    assert caller.claims is not None
+    revoked: list[str] = []
+    gone = asyncio.Event()
+
+    def revoke(reason: str) -> None:
+        revoked.append(reason)
+        gone.set()
+
+    def role_changed(role: str) -> None:
+        if ROLE_RANK[role] < ROLE_RANK["editor"]:
+            watch.revoke(f"your role is now {role}")
+
+    watch = revocations().watch(
+        user_id=caller.user_id,
+        project_id=project.id,
+        jti=caller.claims.jti,
+        role=project.role,
+        on_revoke=revoke,
+        on_role=role_changed,
+    )
     output = asyncio.ensure_future(_pump_output(session))
     stdin = asyncio.ensure_future(_pump_input(session, project.id, str(caller.user_id)))
+    ended = asyncio.ensure_future(gone.wait())
     try:
-        done, _ = await asyncio.wait({output, stdin}, return_when=asyncio.FIRST_COMPLETED)
-        if output in done:
+        done, _ = await asyncio.wait({output, stdin, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if output in done and not revoked:
             exit_code = await session.exit_code()
             await websocket.send(json.dumps({"type": "exit", "exit_code": exit_code}))
             await websocket.close(1000)
     finally:
-        for task in (output, stdin):
+        watch.close()
+        for task in (output, stdin, ended):
             task.cancel()
-        await asyncio.gather(output, stdin, return_exceptions=True)
+        await asyncio.gather(output, stdin, ended, return_exceptions=True)
         session.close()
+        if revoked:
+            # The shell's input ends with the exec socket, as on any disconnect.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(websocket.close(ACCESS_REVOKED_CLOSE_CODE, revoked[0]), 2)
 
 
 @blueprint.after_app_serving

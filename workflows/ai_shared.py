@@ -19,6 +19,8 @@ PROVIDER_NOT_CONFIGURED = "AIProviderNotConfigured"
 INVALID_ANSWER = "AIInvalidAnswer"
 NO_FILES = "AINoFiles"
 CONTAINER_UNAVAILABLE = "AIContainerUnavailable"
+# A model call did not fit the project's or the user's budget (its details say which).
+BUDGET_EXCEEDED = "AIBudgetExceeded"
 
 ERROR_CODES = {
     PROVIDER_REJECTED: "ai_provider_rejected",
@@ -27,6 +29,7 @@ ERROR_CODES = {
     INVALID_ANSWER: "ai_invalid_answer",
     NO_FILES: "no_files",
     CONTAINER_UNAVAILABLE: "container_unavailable",
+    BUDGET_EXCEEDED: "budget_exceeded",
 }
 
 # Model calls: 429/529/5xx back off (a `retry-after` overrides the interval through
@@ -36,7 +39,12 @@ PROVIDER_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=6,
-    non_retryable_error_types=[PROVIDER_REJECTED, PROVIDER_NOT_CONFIGURED, INVALID_ANSWER],
+    non_retryable_error_types=[
+        PROVIDER_REJECTED,
+        PROVIDER_NOT_CONFIGURED,
+        INVALID_ANSWER,
+        BUDGET_EXCEEDED,
+    ],
 )
 
 # Where generated tests live inside the container: tmpfs, so nothing reaches the workspace

@@ -113,18 +113,23 @@ async def running_container(
     return container, container.container_id
 
 
-def describe(err: BaseException) -> tuple[str, str]:
-    """(code, message) of a failure: the innermost application error says what went wrong."""
+def describe(err: BaseException) -> dict[str, Any]:
+    """The job error `{code, message, details?}` of a failure: the innermost application
+    error says what went wrong (and, when it carries a dict, the details)."""
     cause: BaseException | None = err
     while isinstance(cause, ActivityError | FailureError) and not isinstance(
         cause, ApplicationError | TimeoutError
     ):
         cause = cause.cause
     if isinstance(cause, ApplicationError):
-        return ERROR_CODES.get(cause.type or "", "ai_job_failed"), cause.message
+        code = ERROR_CODES.get(cause.type or "", "ai_job_failed")
+        found: dict[str, Any] = {"code": code, "message": cause.message}
+        if cause.details and isinstance(cause.details[0], dict):
+            found["details"] = cause.details[0]
+        return found
     if isinstance(cause, TimeoutError):
-        return "ai_timeout", "a step of the job ran out of time"
-    return "ai_job_failed", str(err) or type(err).__name__
+        return {"code": "ai_timeout", "message": "a step of the job ran out of time"}
+    return {"code": "ai_job_failed", "message": str(err) or type(err).__name__}
 
 
 async def run_job(
@@ -136,14 +141,10 @@ async def run_job(
     try:
         result = await body()
     except (ActivityError, ApplicationError, FailureError) as err:
-        code, message = describe(err)
-        progress.stage, progress.detail = "failed", message
-        await call(
-            "ai_set_status",
-            StatusInput(job, JobStatus.FAILED, error={"code": code, "message": message}),
-            bool,
-        )
-        raise ApplicationError(message, type=code, non_retryable=True) from err
+        error = describe(err)
+        progress.stage, progress.detail = "failed", error["message"]
+        await call("ai_set_status", StatusInput(job, JobStatus.FAILED, error=error), bool)
+        raise ApplicationError(error["message"], type=error["code"], non_retryable=True) from err
     await call("ai_set_status", StatusInput(job, JobStatus.SUCCEEDED, result=result), bool)
     progress.stage, progress.detail = "succeeded", ""
     return result

@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -22,13 +23,17 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.ai.container_runner import BOOTSTRAP, MARK
+from activities.ai.metering import BudgetMeter
 from activities.ai.prompts import PROMPT_VERSION
 from activities.ai.provider import Provider, ProviderError, ProviderRequest
 from activities.ai.ruff_lint import ruff_findings
 from collab.broker import Broker
 from store import ai as store
+from store import ai_budget
+from store.ai_budget import Budgets
 from store.filesystem import FileSystem, FileSystemError, checked_path
 from workflows.ai_shared import (
+    BUDGET_EXCEEDED,
     INVALID_ANSWER,
     NO_FILES,
     PROVIDER_NOT_CONFIGURED,
@@ -76,7 +81,11 @@ _ERRORS = {
     "rejected": PROVIDER_REJECTED,
     "not_configured": PROVIDER_NOT_CONFIGURED,
     "invalid_answer": INVALID_ANSWER,
+    "budget_exceeded": BUDGET_EXCEEDED,
 }
+# A reservation outlives its call's longest possible attempt by this much (then it expires).
+RESERVATION_MARGIN = timedelta(minutes=1)
+DEFAULT_ASK_TIMEOUT = timedelta(minutes=10)
 
 
 def tokens_of(text: str) -> int:
@@ -104,12 +113,14 @@ class AIActivities:
         provider: Provider,
         broker: Broker | None,
         client: Client,
+        budgets: Budgets,
     ) -> None:
         self._pool = pool
         self._fs = fs
         self._provider = provider
         self._broker = broker
         self._client = client
+        self._budgets = budgets
 
     def all(self) -> list[Any]:
         return [
@@ -205,19 +216,71 @@ class AIActivities:
     @activity.defn(name="ai_ask")
     async def ask(self, data: AskInput) -> AskOutput:
         """One step of a job: from the cache when the same request was answered before, else
-        from the provider. Usage is recorded once per (job, step), so a retried activity after
-        a worker crash neither pays twice nor counts twice."""
+        from the provider, each model call within the budgets (`BudgetMeter`).
+
+        A step that a retried activity finds in the cache after an earlier attempt paid for
+        it records nothing more: it neither pays twice nor counts twice."""
         provider = self._provider
         key = input_hash(provider, data)
         job_id, project_id = UUID(data.job.job_id), UUID(data.job.project_id)
         user_id = UUID(data.job.user_id) if data.job.user_id else None
-        call_key = f"{data.job.job_id}:{data.step}"
+        step_key = f"{data.job.job_id}:{data.step}"
+        info = activity.info()
         async with self._pool.acquire() as conn:
             cached = await store.cached_answer(conn, key)
             if cached is not None:
+                if not await ai_budget.step_billed(conn, job_id, step_key):
+                    await store.record_usage(
+                        conn,
+                        call_key=step_key,
+                        job_id=job_id,
+                        project_id=project_id,
+                        user_id=user_id,
+                        model=provider.model,
+                        calls=0,
+                        input_tokens=0,
+                        output_tokens=0,
+                        cache_creation_tokens=0,
+                        cache_read_tokens=0,
+                        cost_usd=0.0,
+                        cached=True,
+                    )
+                return AskOutput(answer=cached, cached=True, calls=0)
+        meter = BudgetMeter(
+            self._pool,
+            self._budgets,
+            data.job,
+            step_key,
+            info.attempt,
+            provider.model,
+            ttl_s=(
+                (info.start_to_close_timeout or DEFAULT_ASK_TIMEOUT) + RESERVATION_MARGIN
+            ).total_seconds(),
+        )
+        if info.attempt > 1:
+            await meter.release_earlier_attempts()
+        try:
+            got = await provider.ask(
+                ProviderRequest(task=data.task, files=data.files, payload=data.payload),
+                activity.heartbeat,
+                meter,
+            )
+        except ProviderError as exc:
+            raise ApplicationError(
+                exc.message,
+                *([exc.details] if exc.details else []),
+                type=_ERRORS.get(exc.kind, PROVIDER_REJECTED),
+                non_retryable=exc.kind != "retryable",
+                next_retry_delay=None if exc.retry_after_s is None else _delay(exc.retry_after_s),
+            ) from None
+        usage = got.usage
+        async with self._pool.acquire() as conn:
+            if usage.calls:  # bought answers are cached; their calls are metered already
+                await store.store_answer(conn, key, provider.model, got.answer)
+            else:  # offline answers are computed, not bought: a row of zeros, as a record
                 await store.record_usage(
                     conn,
-                    call_key=call_key,
+                    call_key=step_key,
                     job_id=job_id,
                     project_id=project_id,
                     user_id=user_id,
@@ -228,40 +291,8 @@ class AIActivities:
                     cache_creation_tokens=0,
                     cache_read_tokens=0,
                     cost_usd=0.0,
-                    cached=True,
+                    cached=False,
                 )
-                return AskOutput(answer=cached, cached=True, calls=0)
-        try:
-            got = await provider.ask(
-                ProviderRequest(task=data.task, files=data.files, payload=data.payload),
-                activity.heartbeat,
-            )
-        except ProviderError as exc:
-            raise ApplicationError(
-                exc.message,
-                type=_ERRORS.get(exc.kind, PROVIDER_REJECTED),
-                non_retryable=exc.kind != "retryable",
-                next_retry_delay=None if exc.retry_after_s is None else _delay(exc.retry_after_s),
-            ) from None
-        usage = got.usage
-        async with self._pool.acquire() as conn, conn.transaction():
-            if usage.calls:  # offline answers are computed, not bought: nothing to cache
-                await store.store_answer(conn, key, provider.model, got.answer)
-            await store.record_usage(
-                conn,
-                call_key=call_key,
-                job_id=job_id,
-                project_id=project_id,
-                user_id=user_id,
-                model=provider.model,
-                calls=usage.calls,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_creation_tokens=usage.cache_creation_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cost_usd=usage.cost_usd,
-                cached=False,
-            )
         return AskOutput(
             answer=got.answer,
             cached=False,
@@ -418,9 +449,7 @@ class AIActivities:
         return ComposeOutput(code=compose(data.sources, data.keep))
 
 
-def _delay(seconds: float) -> Any:
-    from datetime import timedelta
-
+def _delay(seconds: float) -> timedelta:
     # Zero would mean "use the policy"; the server asked for now, so wait the least we can.
     return timedelta(seconds=max(seconds, 0.1))
 

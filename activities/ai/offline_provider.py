@@ -17,6 +17,7 @@ from typing import Any
 
 from activities.ai.provider import (
     Beat,
+    Meter,
     ProviderAnswer,
     ProviderError,
     ProviderRequest,
@@ -44,7 +45,8 @@ class OfflineProvider:
     async def close(self) -> None:
         return None
 
-    async def ask(self, request: ProviderRequest, beat: Beat) -> ProviderAnswer:
+    async def ask(self, request: ProviderRequest, beat: Beat, meter: Meter) -> ProviderAnswer:
+        """Computed, not bought: nothing is reserved or metered."""
         if request.task == "review":
             found = await ruff_findings(request.files)
             return ProviderAnswer({"findings": [finding_public(f) for f in found]}, ProviderUsage())

@@ -8,6 +8,7 @@ turns into a retryable or non-retryable `ApplicationError`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -96,24 +97,45 @@ class ProviderAnswer:
 
 
 class ProviderError(Exception):
-    """`kind`: retryable | rejected | not_configured | invalid_answer."""
+    """`kind`: retryable | rejected | not_configured | invalid_answer | budget_exceeded."""
 
-    def __init__(self, message: str, kind: str, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        kind: str,
+        retry_after_s: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.kind = kind
         self.retry_after_s = retry_after_s
+        self.details = details
 
 
 Beat = Callable[[], None]
+# Called inside `Meter.call` with what the call cost, as soon as the provider has billed it.
+Bill = Callable[[ProviderUsage], None]
+
+
+class Meter(Protocol):
+    """Budget keeping around each model call (see `activities/ai/metering.py`)."""
+
+    def call(self, estimate_usd: float) -> AbstractAsyncContextManager[Bill]:
+        """Reserve `estimate_usd`, the most the call can cost, before it is made (raising
+        `ProviderError(kind="budget_exceeded")` when a budget cannot take it). Inside the block
+        the provider reports the call's usage through the `Bill` once it was billed; on leaving,
+        that usage replaces the reservation, and a call never billed releases it."""
+        ...
 
 
 class Provider(Protocol):
     name: str
     model: str
 
-    async def ask(self, request: ProviderRequest, beat: Beat) -> ProviderAnswer:
-        """Answer `request`; `beat` is called while a long answer streams in."""
+    async def ask(self, request: ProviderRequest, beat: Beat, meter: Meter) -> ProviderAnswer:
+        """Answer `request`; `beat` is called while a long answer streams in, and every model
+        call is made inside `meter.call`."""
         ...
 
     async def close(self) -> None: ...
@@ -148,3 +170,14 @@ def cost_usd(model: str, usage: ProviderUsage) -> float:
         + usage.cache_creation_tokens * per_in * 1.25
         + usage.cache_read_tokens * per_in * 0.1
     ) / 1_000_000
+
+
+# Anthropic counts a few tokens of framing per message and per system block on top of the text.
+_FRAMING_TOKENS = 64
+
+
+def worst_case_cost_usd(model: str, prompt_bytes: int, max_tokens: int) -> float:
+    """The most a call can cost: a token covers at least one byte of UTF-8, every input token
+    is priced as a cache write (the dearest kind), and the answer runs to `max_tokens`."""
+    per_in, per_out = price_of(model)
+    return ((prompt_bytes + _FRAMING_TOKENS) * per_in * 1.25 + max_tokens * per_out) / 1_000_000

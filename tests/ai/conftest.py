@@ -110,6 +110,7 @@ async def _worker(
             files=files,
             broker=broker,
             ai_provider=provider,
+            ai_budgets=worker_module.budgets_of(config.ai),
         ):
             yield
     finally:

@@ -3,7 +3,8 @@
 `POST /v1/messages` answers from a script: each request takes the next scripted `Reply`
 (a text answer, or an error status with headers); with the script empty it answers
 `default`. Streaming requests (`"stream": true`) get Server-Sent Events in the API's order.
-Every request is logged with its JSON body and headers.
+Every request is logged with its JSON body and headers. A reply with `hold` set is logged at
+once and answered when the event is set, so a test can keep a call in flight.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class Reply:
     cache_creation_tokens: int = 0
     cache_read_tokens: int = 0
     stop_reason: str = "end_turn"
+    hold: asyncio.Event | None = None
+    # Streamed answers: after this many text deltas, an `error` event (`error_type`) ends the
+    # stream, as the API does when it is overloaded mid-answer.
+    error_after_deltas: int | None = None
 
 
 @dataclass
@@ -69,6 +74,8 @@ class FakeAnthropic:
             reply = self.script.pop(0) if self.script else self.default
             headers = {k.lower(): v for k, v in request.headers.items()}
             self.log.append(Logged(body, headers, reply))
+            if reply.hold is not None:
+                await reply.hold.wait()
             if reply.status != 200:
                 payload = {
                     "type": "error",
@@ -139,7 +146,11 @@ async def _sse(message: dict[str, Any], reply: Reply) -> Any:
     yield event("message_start", {"message": start})
     yield event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
     text = reply.text
-    for offset in range(0, len(text), 64):
+    for number, offset in enumerate(range(0, len(text), 64)):
+        if number == reply.error_after_deltas:
+            error = {"type": reply.error_type, "message": reply.error_message}
+            yield event("error", {"error": error})
+            return
         delta = {"type": "text_delta", "text": text[offset : offset + 64]}
         yield event("content_block_delta", {"index": 0, "delta": delta})
     yield event("content_block_stop", {"index": 0})

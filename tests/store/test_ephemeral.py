@@ -35,6 +35,19 @@ async def test_put_exists_and_expiry(store: Ephemeral) -> None:
     await wait_until(gone, timeout=5, what="the key to expire")
 
 
+async def test_exists_many_answers_in_one_call(store: Ephemeral) -> None:
+    assert await store.exists_many([]) == set()
+    await store.put("m1", "1", 30)
+    await store.put("m2", "1", 30)
+    await store.put("brief", "1", 0.1)
+    assert await store.exists_many(["m1", "nope", "m2"]) == {"m1", "m2"}
+
+    async def expired() -> bool:
+        return await store.exists_many(["m1", "brief"]) == {"m1"}
+
+    await wait_until(expired, timeout=5, what="the short key to expire")
+
+
 async def test_take_is_single_use(store: Ephemeral) -> None:
     await store.put("t", "value", 30)
     results = await asyncio.gather(*(store.take("t") for _ in range(10)))

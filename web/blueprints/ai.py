@@ -18,8 +18,9 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from store import ai as store
+from store import ai_budget
 from store.ai import Job
-from store.filesystem import checked_path
+from store.filesystem import WorkspaceConflict, checked_path
 from store.projects import Project
 from web.access import caller_project, parse_uuid, project_for
 from web.auth import principal, require_auth
@@ -136,22 +137,19 @@ def _container_target(project: Project) -> ContainerTarget:
 
 
 async def _check_budgets(project: Project, user_id: uuid.UUID) -> None:
+    """Refuse early what cannot run. The exact check is the worker's: each model call
+    reserves its worst-case cost first (store/ai_budget.py), so parallel jobs cannot overshoot."""
     ai = services().config.ai
+    budgets = ai_budget.Budgets(ai.budget_project_usd, ai.budget_user_usd)
     async with services().pool.acquire() as conn:
-        spent_project = await store.usage_for_project(conn, project.id)
-        spent_user = await store.usage_for_user(conn, user_id)
-    for scope, spent, budget in (
-        ("project", spent_project.cost_usd, ai.budget_project_usd),
-        ("user", spent_user.cost_usd, ai.budget_user_usd),
-    ):
-        if spent >= budget:
-            raise APIError(
-                402,
-                "budget_exceeded",
-                f"the {scope}'s AI budget of ${budget:.2f} is spent (${spent:.2f} used); "
-                "no new AI jobs until it is raised",
-                details={"scope": scope, "budget_usd": budget, "spent_usd": round(spent, 6)},
-            )
+        refused = await ai_budget.over_budget(conn, project.id, user_id, budgets)
+    if refused is not None:
+        raise APIError(
+            402,
+            "budget_exceeded",
+            refused.message() + "; no new AI jobs until it is raised",
+            details=refused.details(),
+        )
 
 
 async def _start(
@@ -352,19 +350,26 @@ async def apply_job(project_id: str, job_id: str) -> dict[str, Any]:
     if job.applied_at is not None:
         raise APIError(409, "already_applied", "the job's changes were applied before")
     found = services()
-    written = await found.files.write_many(
-        project.id,
-        [(c["path"], c["content"].encode()) for c in changes],
-        author_id=caller.user_id,
-        author_kind="ai",
-        message=f"AI {job.kind} job {job.id}",
-        base_versions={c["path"]: int(c["base_version"]) for c in changes},
-    )
+    refused: WorkspaceConflict | None = None
+    try:
+        written = await found.files.write_many(
+            project.id,
+            [(c["path"], c["content"].encode()) for c in changes],
+            author_id=caller.user_id,
+            author_kind="ai",
+            message=f"AI {job.kind} job {job.id}",
+            base_versions={c["path"]: int(c["base_version"]) for c in changes},
+        )
+    except WorkspaceConflict as exc:
+        # The versions are committed: the job is applied, the workspace copy is what failed.
+        written, refused = exc.results, exc
     files = [{"path": w.path, "version": w.version} for w in written]
     async with found.pool.acquire() as conn:
         if not await store.mark_applied(conn, job.id, files):
             # Two applies raced: the files were identical, so the second wrote nothing new.
             log.info("job applied twice at once", extra={"job_id": str(job.id)})
+    if refused is not None:
+        raise refused
     return {"files": files}
 
 

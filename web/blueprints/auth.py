@@ -14,8 +14,10 @@ from store import refresh_tokens, users
 from store.refresh_tokens import Outcome
 from store.users import User
 from web.auth import mint_ws_ticket, principal, require_auth, revoke_access
+from web.client_ip import client_ip
 from web.errors import APIError
 from web.ratelimit import enforce
+from web.second_factor import MFARequiredOut, require_second_step
 from web.services import services
 from web.tokens import issue_access, new_opaque_token
 
@@ -68,11 +70,17 @@ class TicketOut(BaseModel):
 
 
 def _client_address() -> str:
-    return request.remote_addr or "unknown"
+    return client_ip()
+
+
+def _refuse_disabled(user: User) -> None:
+    if user.disabled:
+        raise APIError(401, "account_disabled", "this account is disabled")
 
 
 async def _session_for(user: User, family_id: uuid.UUID | None = None) -> dict[str, Any]:
     """A new access token, plus a refresh token in a new family when none is given."""
+    _refuse_disabled(user)
     found = services()
     settings = found.config.jwt
     access, _ = issue_access(settings, user.id, user.role)
@@ -120,6 +128,7 @@ async def register(data: RegisterIn) -> tuple[dict[str, Any], int]:
 @security_scheme([])
 @validate_request(LoginIn)
 @document_response(TokensOut)
+@document_response(MFARequiredOut, 401)
 async def login(data: LoginIn) -> dict[str, Any]:
     found = services()
     limits = found.config.rate_limits
@@ -131,10 +140,13 @@ async def login(data: LoginIn) -> dict[str, Any]:
     ok, rehash = await found.passwords.verify(user.password_hash if user else None, data.password)
     if user is None or not ok:
         raise APIError(401, "invalid_credentials", "the email or password is wrong")
+    _refuse_disabled(user)
     if rehash:
         new_hash = await found.passwords.hash(data.password)
         async with found.pool.acquire() as conn:
             await users.set_password_hash(conn, user.id, new_hash)
+    # A user with MFA gets a challenge here and tokens from POST /api/v1/auth/mfa/login.
+    await require_second_step(user.id)
     return await _session_for(user)
 
 
@@ -162,6 +174,8 @@ async def refresh(data: RefreshIn) -> dict[str, Any]:
         )
     if outcome is not Outcome.ROTATED or user is None:
         raise APIError(401, "invalid_refresh_token", f"the refresh token is {outcome.value}")
+    # Disabling revokes the user's refresh tokens; this also stops one issued meanwhile.
+    _refuse_disabled(user)
     access, _ = issue_access(settings, user.id, user.role)
     return _tokens(user, access, new_refresh)
 

@@ -23,6 +23,7 @@ from store.filesystem import ChangeEvent
 from web.access import project_for
 from web.auth import principal
 from web.errors import APIError, error_response, not_found
+from web.revocation import ACCESS_REVOKED_CLOSE_CODE, revocations
 from web.services import services
 
 blueprint = Blueprint("collab", __name__, url_prefix="/api/v1/projects")
@@ -101,12 +102,24 @@ async def collab(project_id: str) -> Any:
     kicked = asyncio.Event()
     session.on_kick = kicked.set
     await session.start()
+    assert caller.claims is not None
+    # Removal, another role, logout of this token, project deletion, a disabled account:
+    # closed (4003) or downgraded within the re-check bound, whichever node made the change.
+    watch = revocations().watch(
+        user_id=user.id,
+        project_id=project.id,
+        jti=caller.claims.jti,
+        role=project.role,
+        on_revoke=lambda reason: session.kick(ACCESS_REVOKED_CLOSE_CODE, reason),
+        on_role=session.change_role,
+    )
     writer = asyncio.ensure_future(_pump_out(session))
     reader = asyncio.ensure_future(_pump_in(session))
     stuck = asyncio.ensure_future(kicked.wait())
     try:
         await asyncio.wait({writer, reader, stuck}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        watch.close()
         for task in (writer, reader, stuck):
             task.cancel()
         await asyncio.gather(writer, reader, stuck, return_exceptions=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,7 @@ from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response, validate_request
 
 from collab.ot import utf16_len
-from store.archive import ArchiveError, ArchiveLimits, read_archive, write_archive
+from store.archive import ArchiveError, ArchiveLimits, archive_pieces, read_archive
 from store.filesystem import FileContent, FileSystem
 from store.paths import InvalidPath, normalize_prefix
 from web.access import caller_project
@@ -128,7 +129,9 @@ async def list_files(project_id: str) -> dict[str, Any]:
     try:
         prefix = normalize_prefix(request.args.get("prefix", ""))
     except InvalidPath as exc:
-        raise APIError(400, "invalid_path", f"invalid prefix: {exc.reason}") from None
+        raise APIError(
+            400, "invalid_path", f"invalid prefix: {exc.reason}", details=exc.limits
+        ) from None
     rows = await _fs().listing(project.id, prefix)
     return {"items": [row.listing() for row in rows]}
 
@@ -276,15 +279,22 @@ async def export_archive(project_id: str) -> Response:
     project, _ = await caller_project(project_id)
     fs = _fs()
     rows = await fs.listing(project.id)
-    archive = await asyncio.to_thread(write_archive, rows, fs.blobs)
+    # Made while it is sent, never in a temporary file: with a blob key set, no plaintext
+    # reaches the disk. The first piece is made before answering, so a blob that cannot be
+    # read (a missing key) is a JSON error rather than a cut-off download.
+    pieces = archive_pieces(rows, fs.blobs)
+    first = await asyncio.to_thread(next, pieces, b"")
 
     async def stream() -> AsyncIterator[bytes]:
         try:
-            with archive.open("rb") as fh:
-                while chunk := await asyncio.to_thread(fh.read, 256 * 1024):
-                    yield chunk
+            piece = first
+            while piece:
+                yield piece
+                piece = await asyncio.to_thread(next, pieces, b"")
         finally:
-            archive.unlink(missing_ok=True)
+            # Still running in its thread when the client went away: it ends with the thread.
+            with contextlib.suppress(ValueError):
+                pieces.close()
 
     response = Response(stream(), mimetype="application/gzip")
     response.headers["Content-Disposition"] = f'attachment; filename="{project.id}.tar.gz"'
@@ -307,7 +317,7 @@ async def import_archive(project_id: str) -> dict[str, Any]:
     try:
         items = await asyncio.to_thread(read_archive, data, limits)
     except ArchiveError as exc:
-        raise APIError(400, "invalid_archive", exc.message, details=dict(exc.details)) from None
+        raise APIError(400, exc.code, exc.message, details=dict(exc.details)) from None
     results = await _fs().write_many(
         project.id, items, author_id=caller.user_id, message="imported from an archive"
     )

@@ -17,6 +17,7 @@ from store import outbox, projects, users
 from web.access import parse_uuid, project_for
 from web.auth import principal, require_auth
 from web.errors import APIError, not_found
+from web.revocation import revocations
 from web.services import services
 from workflows.shared import ProjectCreatedInput
 
@@ -201,6 +202,8 @@ async def delete_project(project_id: str) -> tuple[str, int]:
     async with services().pool.acquire() as conn, conn.transaction():
         project = await project_for(conn, project_id, caller.user_id, need="owner")
         await projects.delete(conn, project.id)
+    # After the commit: every open socket of the project closes, on every node.
+    await revocations().changed(project_id=project.id)
     return "", 204
 
 
@@ -253,6 +256,8 @@ async def patch_member(project_id: str, user_id: str, data: MemberPatch) -> dict
             await _keeps_an_owner(conn, project.id, target_id)
         member = await projects.set_member_role(conn, project.id, target_id, data.role)
     assert member is not None
+    # Their open sockets take the new role (an editor made viewer stops editing).
+    await revocations().changed(project_id=project.id, user_id=target_id)
     return member.public()
 
 
@@ -271,4 +276,5 @@ async def remove_member(project_id: str, user_id: str) -> tuple[str, int]:
         if current.role == "owner":
             await _keeps_an_owner(conn, project.id, target_id)
         await projects.remove_member(conn, project.id, target_id)
+    await revocations().changed(project_id=project.id, user_id=target_id)
     return "", 204

@@ -1,0 +1,2 @@
+// esbuild bundles stylesheets imported from TypeScript into the entry's .css file.
+declare module "*.css";
