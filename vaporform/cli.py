@@ -261,6 +261,20 @@ def rekey_blobs(config: Config) -> int:
     return 0
 
 
+async def run_backup(config: Config, command: str, folder: Path) -> int:
+    from store.blobs import BlobStore
+    from vaporform.backup import BackupError, backup, restore
+
+    blobs = BlobStore(config.data_dir / "blobs", keyring=config.blob_keys)
+    run = backup if command == "backup" else restore
+    try:
+        await run(config.database_url, blobs, folder, lambda line: print(line, flush=True))
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vaporform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -279,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     blobs_sub.add_parser(
         "rekey", help="encrypt every blob with the writing key, so older keys can be retired"
     )
+    for name, text in (
+        ("backup", "a consistent copy of the database and the blobs into a new folder"),
+        ("restore", "a backup into an empty database (DATABASE_URL) and data dir"),
+    ):
+        sub.add_parser(name, help=text).add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.command == "images":
         from vaporform.images import RUNTIMES, build_command
@@ -306,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "blobs":
             return rekey_blobs(config)
+        if args.command in ("backup", "restore"):
+            return asyncio.run(run_backup(config, args.command, args.folder))
         import worker
 
         asyncio.run(worker.run(config))
