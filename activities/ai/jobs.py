@@ -31,6 +31,7 @@ from collab.broker import Broker
 from store import ai as store
 from store import ai_budget
 from store.ai_budget import Budgets
+from store.db import Conn
 from store.filesystem import FileSystem, FileSystemError, checked_path
 from workflows.ai_shared import (
     BUDGET_EXCEEDED,
@@ -49,6 +50,7 @@ from workflows.ai_shared import (
     EnsureContainerOutput,
     GatherInput,
     GatherOutput,
+    JobRef,
     LintInput,
     LintOutput,
     ParseRunInput,
@@ -222,29 +224,14 @@ class AIActivities:
         it records nothing more: it neither pays twice nor counts twice."""
         provider = self._provider
         key = input_hash(provider, data)
-        job_id, project_id = UUID(data.job.job_id), UUID(data.job.project_id)
-        user_id = UUID(data.job.user_id) if data.job.user_id else None
+        job_id = UUID(data.job.job_id)
         step_key = f"{data.job.job_id}:{data.step}"
         info = activity.info()
         async with self._pool.acquire() as conn:
             cached = await store.cached_answer(conn, key)
             if cached is not None:
                 if not await ai_budget.step_billed(conn, job_id, step_key):
-                    await store.record_usage(
-                        conn,
-                        call_key=step_key,
-                        job_id=job_id,
-                        project_id=project_id,
-                        user_id=user_id,
-                        model=provider.model,
-                        calls=0,
-                        input_tokens=0,
-                        output_tokens=0,
-                        cache_creation_tokens=0,
-                        cache_read_tokens=0,
-                        cost_usd=0.0,
-                        cached=True,
-                    )
+                    await _record_unbilled(conn, step_key, data.job, provider.model, cached=True)
                 return AskOutput(answer=cached, cached=True, calls=0)
         meter = BudgetMeter(
             self._pool,
@@ -278,21 +265,7 @@ class AIActivities:
             if usage.calls:  # bought answers are cached; their calls are metered already
                 await store.store_answer(conn, key, provider.model, got.answer)
             else:  # offline answers are computed, not bought: a row of zeros, as a record
-                await store.record_usage(
-                    conn,
-                    call_key=step_key,
-                    job_id=job_id,
-                    project_id=project_id,
-                    user_id=user_id,
-                    model=provider.model,
-                    calls=0,
-                    input_tokens=0,
-                    output_tokens=0,
-                    cache_creation_tokens=0,
-                    cache_read_tokens=0,
-                    cost_usd=0.0,
-                    cached=False,
-                )
+                await _record_unbilled(conn, step_key, data.job, provider.model, cached=False)
         return AskOutput(
             answer=got.answer,
             cached=False,
@@ -447,6 +420,28 @@ class AIActivities:
     @activity.defn(name="ai_compose_tests")
     async def compose_tests(self, data: ComposeInput) -> ComposeOutput:
         return ComposeOutput(code=compose(data.sources, data.keep))
+
+
+async def _record_unbilled(
+    conn: Conn, call_key: str, job: JobRef, model: str, *, cached: bool
+) -> None:
+    """A row of zeros, as a record of a step answered without a bought call (from the cache,
+    or computed by the offline provider); the calls that were bought are metered already."""
+    await store.record_usage(
+        conn,
+        call_key=call_key,
+        job_id=UUID(job.job_id),
+        project_id=UUID(job.project_id),
+        user_id=UUID(job.user_id) if job.user_id else None,
+        model=model,
+        calls=0,
+        input_tokens=0,
+        output_tokens=0,
+        cache_creation_tokens=0,
+        cache_read_tokens=0,
+        cost_usd=0.0,
+        cached=cached,
+    )
 
 
 def _delay(seconds: float) -> timedelta:

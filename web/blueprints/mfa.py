@@ -181,6 +181,17 @@ async def login(data: MFALoginIn) -> dict[str, Any]:
     return await _session_for(user)
 
 
+async def _check_own_code(user_id: uuid.UUID, code: str) -> None:
+    """A signed-in user's current TOTP or recovery code, under the MFA rate limits; 400
+    `invalid_mfa_code` otherwise (the token is valid: not a 401)."""
+    await _limit_address()
+    await _limit_user(user_id)
+    current = await _enabled_mfa(user_id)
+    async with services().pool.acquire() as conn:
+        if not await second_factor.accept_code(conn, current, code):
+            raise second_factor.invalid_code(400)
+
+
 @blueprint.post("/recovery-codes")
 @require_auth
 @validate_request(CodeIn)
@@ -188,12 +199,7 @@ async def login(data: MFALoginIn) -> dict[str, Any]:
 async def regenerate(data: CodeIn) -> dict[str, Any]:
     """Replace every recovery code with 10 new ones (shown once), given a current code."""
     caller = await principal()
-    await _limit_address()
-    await _limit_user(caller.user_id)
-    current = await _enabled_mfa(caller.user_id)
-    async with services().pool.acquire() as conn:
-        if not await second_factor.accept_code(conn, current, data.code):
-            raise second_factor.invalid_code(400)
+    await _check_own_code(caller.user_id, data.code)
     return {"recovery_codes": await _new_recovery_codes(caller.user_id)}
 
 
@@ -204,11 +210,7 @@ async def regenerate(data: CodeIn) -> dict[str, Any]:
 async def disable(data: CodeIn) -> dict[str, Any]:
     """Turn MFA off with a TOTP or recovery code: the secret and the recovery codes go."""
     caller = await principal()
-    await _limit_address()
-    await _limit_user(caller.user_id)
-    current = await _enabled_mfa(caller.user_id)
+    await _check_own_code(caller.user_id, data.code)
     async with services().pool.acquire() as conn:
-        if not await second_factor.accept_code(conn, current, data.code):
-            raise second_factor.invalid_code(400)
         await mfa_store.remove(conn, caller.user_id)
     return await _status(caller.user_id)
