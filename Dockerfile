@@ -1,6 +1,17 @@
 # Vaporform: one image for `vaporform api` (default), `vaporform worker` and `vaporform migrate`.
 #   docker build -t vaporform .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# ---- ui: the web IDE (web/ui, TypeScript) bundled by esbuild into /static ----------------
+FROM ${NODE_IMAGE} AS ui
+WORKDIR /ui
+# Dependencies get their own layer, pinned by the lockfile.
+COPY web/ui/package.json web/ui/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ui/ ./
+# build.mjs writes to ../static, i.e. /static; tsc fails the build on a type error.
+RUN npm run typecheck && npm run build
 
 # ---- builder: resolve and install everything into /opt/venv --------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -23,9 +34,11 @@ RUN python /tmp/requirements.py pyproject.toml ${SKIP_DEPENDENCIES} > /tmp/requi
     && pip install -r /tmp/requirements.txt
 
 COPY . .
+COPY --from=ui /static web/static
 # The import check fails the build, not the first container start, if a dependency is missing.
 RUN pip install --no-deps . \
     && python -c "import vaporform.cli, web.app, worker" \
+    && (cd / && python -c "import web.blueprints.ui as ui; assert ui.load_manifest(ui.STATIC_DIR)") \
     && vaporform --help > /dev/null
 
 # ---- runtime ---------------------------------------------------------------------------------

@@ -146,69 +146,75 @@ async def editable(page: Page) -> None:
     )
 
 
+async def session_cookie(base: str, email: str) -> dict[str, Any]:
+    """A fresh refresh cookie (one per browser context: a spent one revokes the login)."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        r = await http.post(
+            "/api/v1/auth/login",
+            json={"email": email, "password": PASSWORD},
+            headers={"X-Requested-With": "vaporform", "X-Vaporform-Session": "cookie"},
+        )
+        r.raise_for_status()
+        value = http.cookies["vf_refresh"]
+    return {
+        "name": "vf_refresh",
+        "value": value,
+        "domain": "127.0.0.1",
+        "path": "/api/v1/auth/session",
+        "httpOnly": True,
+        "sameSite": "Strict",
+    }
+
+
 async def navigation(browser: Browser, base: str, pid: str, email: str, runs: int) -> None:
-    page = await signed_in(browser, base, email)
-    shipped: dict[str, int] = {}
-
-    def on_response(response: Any) -> None:
-        url = response.url
-        if "/static/" in url and url.endswith(".js"):
-            size = response.headers.get("content-length")
-            shipped[url] = int(size) if size else 0
-
-    page.on("response", on_response)
-    timings = []
+    url = f"/projects/{pid}/files/app.py"
+    cold: list[float] = []
+    shipped: list[int] = []
     for _ in range(runs):
-        shipped.clear()
-        # A fresh load each time; the browser cache holds the immutable assets after the first.
+        # A new context: empty cache, signed in only through its cookie, as after a restart.
+        context = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 720})
+        await context.add_cookies([await session_cookie(base, email)])  # type: ignore[list-item]
+        page = await context.new_page()
+        sizes: dict[str, int] = {}
+
+        def on_response(response: Any, sizes: dict[str, int] = sizes) -> None:
+            if "/static/" in response.url and response.url.endswith(".js"):
+                sizes[response.url] = int(response.headers.get("content-length") or 0)
+
+        page.on("response", on_response)
         started = time.perf_counter()
-        await page.goto(f"/projects/{pid}/files/app.py")
+        await page.goto(url)
         await editable(page)
-        timings.append((time.perf_counter() - started) * 1000)
-        if not shipped and len(timings) == 1:
-            pass
-    first = timings[0]
-    warm = timings[1:] or timings
+        cold.append((time.perf_counter() - started) * 1000)
+        shipped.append(sum(sizes.values()))
+        files = len(sizes)
+        warm_page = page
+        if len(cold) < runs:
+            await context.close()
+    warm: list[float] = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await warm_page.goto(url)
+        await editable(warm_page)
+        warm.append((time.perf_counter() - started) * 1000)
+    await warm_page.keyboard.press("Control+`")
+    await warm_page.get_by_test_id("terminal").wait_for()
+    await warm_page.context.close()
     print(
-        f"navigation -> editable file: first (cold cache) {first:.0f} ms; warm cache "
-        f"p50 {statistics.median(warm):.0f} ms, max {max(warm):.0f} ms (n={len(warm)})"
+        f"navigation -> editable file (n={runs} each): empty cache p50 "
+        f"{statistics.median(cold):.0f} ms, max {max(cold):.0f} ms; warm cache p50 "
+        f"{statistics.median(warm):.0f} ms, max {max(warm):.0f} ms (target < 1 s)"
     )
-    # JS shipped, measured on a context with an empty cache.
-    context = await browser.new_context(base_url=base, viewport={"width": 1280, "height": 720})
-    fresh = await context.new_page()
-    sizes: dict[str, int] = {}
-
-    def on_fresh(response: Any) -> None:
-        url = response.url
-        if "/static/" in url and url.endswith(".js"):
-            sizes[url] = int(response.headers.get("content-length") or 0)
-
-    fresh.on("response", on_fresh)
-    await fresh.goto("/login")
-    await fresh.get_by_test_id("login-email").fill(email)
-    await fresh.get_by_test_id("login-password").fill(PASSWORD)
-    await fresh.get_by_test_id("login-submit").click()
-    await fresh.get_by_test_id("project-list").wait_for()
-    await fresh.goto(f"/projects/{pid}/files/app.py")
-    await editable(fresh)
-    await fresh.wait_for_load_state("networkidle")
-    initial = sum(sizes.values())
-    await fresh.keyboard.press("Control+`")
-    await fresh.get_by_test_id("terminal").wait_for()
-    await fresh.wait_for_load_state("networkidle")
-    await fresh.wait_for_timeout(500)
     total_all = sum(
         (ROOT / "web/static" / f["path"]).with_suffix(".js.gz").stat().st_size
         for f in _manifest_files()
         if f["path"].endswith(".js")
     )
     print(
-        f"JS shipped (gzip, as sent): {initial / 1024:.0f} KiB to an editable Python file in "
-        f"{len(sizes)} files; the whole bundle incl. every language and xterm.js "
-        f"{total_all / 1024:.0f} KiB gzipped (target <= 800 KB)"
+        f"JS shipped (gzip, as sent): {shipped[-1] / 1024:.0f} KiB in {files} files to an "
+        f"editable Python file; the whole bundle incl. every language mode and xterm.js "
+        f"{total_all / 1024:.0f} KiB (target <= 800 KB)"
     )
-    await context.close()
-    await page.context.close()
 
 
 def _manifest_files() -> list[dict[str, Any]]:
@@ -314,7 +320,9 @@ async def main() -> None:
     parser.add_argument("--dark", type=Path, help="also a dark-theme screenshot here")
     args = parser.parse_args()
     build_bundle()
-    async with stack() as base, async_playwright() as playwright:
+    # Every sign-in of the bench comes from one address and two emails.
+    limits = {"VAPORFORM_LOGIN_PER_EMAIL": "1000", "VAPORFORM_LOGIN_PER_IP": "1000"}
+    async with stack(limits) as base, async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         found = await setup(base)
         pid, people = found["pid"], found["people"]

@@ -26,7 +26,7 @@ from tests.ai.helpers import answer
 from tests.conftest import REDIS_URL, Server, serving
 from tests.support import Account, create_project, register
 from tests.ui.conftest import Browsers
-from tests.ui.helpers import editor, open_ready, put_file, wait_text
+from tests.ui.helpers import add_member, editor, open_ready, put_file, wait_text
 from vaporform.config import AISettings, Config
 
 SOURCE = "import os\n\n\ndef main(argv):\n    return undefined_name + len(argv)\n"
@@ -48,6 +48,11 @@ async def test_review_findings_show_as_diagnostics_on_their_lines(
 ) -> None:
     pid = (await create_project(api, owner, name="review"))["id"]
     await put_file(api, owner, pid, "app.py", SOURCE)
+    colleague = await register(api, "colleague")
+    await add_member(api, owner, pid, colleague, "viewer")
+    # Someone else has the file open: the findings reach them too (job events).
+    other = await people.signed_in(colleague, f"/projects/{pid}/files/app.py")
+    await open_ready(other)
     page = await people.signed_in(owner, f"/projects/{pid}/files/app.py")
     found = await open_ready(page)
     await page.get_by_role("tab", name="AI", exact=True).click()
@@ -67,6 +72,9 @@ async def test_review_findings_show_as_diagnostics_on_their_lines(
     await expect(rows.nth(1).locator("[class*=cm-lintRange]")).to_have_count(0)
     await expect(found.locator(".cm-lint-marker")).to_have_count(len(lines))
     await expect(panel.locator(".findings li")).to_have_count(len(findings))
+    others = editor(other).locator(".cm-line")
+    for line in lines:
+        await expect(others.nth(line - 1).locator("[class*=cm-lintRange]")).not_to_have_count(0)
 
 
 # -- generate + apply: a worker whose provider talks to a fake Anthropic API ------------------

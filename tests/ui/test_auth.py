@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import httpx
+import pyotp
 from playwright.async_api import expect
 
-from tests.support import unique_email
+from tests.support import register, unique_email
 from tests.ui.conftest import Browsers
 
 
@@ -52,3 +53,33 @@ async def test_a_wrong_password_is_reported(people: Browsers) -> None:
     await page.get_by_test_id("login-password").fill("not the password")
     await page.get_by_test_id("login-submit").click()
     await expect(page.get_by_role("alert")).to_have_text("The email or password is wrong.")
+
+
+async def test_the_mfa_step_when_the_account_has_a_second_factor(
+    api: httpx.AsyncClient, people: Browsers
+) -> None:
+    who = await register(api, "mfa")
+    enrol = await api.post("/api/v1/auth/mfa/enrol", headers=who.headers)
+    assert enrol.status_code == 200, enrol.text
+    totp = pyotp.TOTP(enrol.json()["secret"])
+    confirm = await api.post(
+        "/api/v1/auth/mfa/confirm", json={"code": totp.now()}, headers=who.headers
+    )
+    assert confirm.status_code == 200, confirm.text
+    recovery: str = confirm.json()["recovery_codes"][0]
+
+    page = await people.page()
+    await page.goto("/")
+    await page.get_by_test_id("login-email").fill(who.email)
+    await page.get_by_test_id("login-password").fill(who.password)
+    await page.get_by_test_id("login-submit").click()
+    code = page.get_by_test_id("mfa-code")
+    await code.fill("000000")
+    await page.get_by_test_id("mfa-submit").click()
+    await expect(page.get_by_role("alert")).to_have_text("That code is not valid.")
+    await code.fill(recovery)
+    await page.get_by_test_id("mfa-submit").click()
+    await expect(page.get_by_test_id("project-list")).to_be_visible()
+    # The second step set the session cookie as the first would have.
+    await page.reload()
+    await expect(page.get_by_test_id("project-list")).to_be_visible()

@@ -27,6 +27,9 @@ const CSRF_HEADER = { "X-Requested-With": "vaporform" };
 /** Asks login/register/MFA to put the refresh token in the httpOnly cookie, not the body. */
 const COOKIE_HEADER = { "X-Vaporform-Session": "cookie" };
 
+/** Routes whose 401 means "wrong credentials", not "the access token expired". */
+const SIGN_IN = /^\/api\/v1\/auth\/(login|register|refresh|mfa\/login|session\/)/;
+
 interface Session {
   user: User;
   access_token: string;
@@ -107,7 +110,7 @@ class Api {
       payload = JSON.stringify(body);
     }
     const response = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
-    if (response.status === 401 && options.retry !== false && this.token && !path.startsWith("/api/v1/auth/")) {
+    if (response.status === 401 && options.retry !== false && this.token && !SIGN_IN.test(path)) {
       if (await this.refresh()) return this.request(method, path, body, { ...options, retry: false });
     }
     if (!response.ok) throw await errorOf(response);

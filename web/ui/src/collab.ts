@@ -156,6 +156,19 @@ export class Doc {
   }
 
   onMessage(message: Envelope): void {
+    try {
+      this.handle(message);
+    } catch (error) {
+      // A bug here must not wedge the document: start it over from the server's text.
+      console.error("collab: message failed, resyncing", this.path, error);
+      this.inflight = null;
+      this.buffer = null;
+      this.revision = -1;
+      this.join();
+    }
+  }
+
+  private handle(message: Envelope): void {
     const p = message.payload;
     switch (message.type) {
       case "joined":
@@ -368,6 +381,9 @@ export class Connection {
       opened = true;
       this.attempts = 0;
       this.setState("online");
+      // Who is here is told afresh by the joins and presence events of this connection.
+      this.participants.clear();
+      this.onPresence();
       for (const doc of this.docs.values()) doc.join();
       this.pingTimer = window.setInterval(() => this.send("ping", {}), PING_EVERY_MS);
     };

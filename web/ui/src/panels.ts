@@ -208,8 +208,11 @@ export class ContainerPanel {
     }
     this.render();
     this.onChange(this.status);
+    // Poll while something changes, or slowly while the panel is on screen.
     const moving = ["provisioning", "stopping"].includes(this.status.status);
-    this.timer = window.setTimeout(() => void this.refresh(), moving ? 1000 : 10_000);
+    if (moving || this.el.offsetParent !== null) {
+      this.timer = window.setTimeout(() => void this.refresh(), moving ? 1000 : 10_000);
+    }
   }
 
   stopPolling(): void {

@@ -177,19 +177,23 @@ export class Workspace {
     this.keyHandler = (e) => this.onKey(e);
     window.addEventListener("keydown", this.keyHandler);
     void this.tree.refresh().catch((e: Error) => toast(e.message, "error"));
-    // Files made by others (or by programs in the container) show up within a few seconds.
+    // Files made by others (or by programs in the container) show up within 15 s, and when
+    // the window gets the focus back.
     this.treeTimer = window.setInterval(() => {
       if (document.visibilityState === "visible") void this.tree.refresh().catch(() => {});
-    }, 5000);
+    }, 15_000);
+    window.addEventListener("focus", this.onFocus);
     this.showSide("chat");
     void this.container.refresh();
   }
 
   private readonly onOnline = (): void => this.conn.reconnectNow();
+  private readonly onFocus = (): void => void this.tree.refresh().catch(() => {});
 
   destroy(): void {
     window.removeEventListener("keydown", this.keyHandler);
     window.removeEventListener("online", this.onOnline);
+    window.removeEventListener("focus", this.onFocus);
     window.clearInterval(this.treeTimer);
     this.container.stopPolling();
     this.terminal?.dispose();
