@@ -907,6 +907,10 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -925,6 +929,7 @@ async def main() -> None:
         args.warmup, args.seconds, args.downtime = 2.0, 6.0, 1.0
     chosen = [f for f in FAULTS if not args.only or f in args.only]
     started = datetime.datetime.now(datetime.UTC)
+    load_before = _load()
     results: list[Result] = []
     async with own_servers() as (redis, postgres):
         env = {**LOAD_ENV, "REDIS_URL": redis.url}
@@ -956,7 +961,8 @@ async def main() -> None:
     print(
         f"{started:%Y-%m-%d %H:%M} UTC, {args.clients} clients, "
         f"{args.rate:g} edits/s each, fault after {args.warmup:g} s, "
-        f"{args.seconds:g} s more load"
+        f"{args.seconds:g} s more load, parts down for {args.downtime:g} s; "
+        f"load average at the start {load_before}, at the end {_load()}"
     )
     print()
     print(table(results))

@@ -101,7 +101,15 @@ async def collab(project_id: str) -> Any:
     )
     kicked = asyncio.Event()
     session.on_kick = kicked.set
-    await session.start()
+    try:
+        await session.start()
+    except BaseException:
+        # start() registers the session in the room before announcing it (over Redis): if
+        # that fails, undo it, or the room keeps a participant nobody will ever remove.
+        with contextlib.suppress(Exception):
+            await session.close()
+        await hub.exit(room)
+        raise
     assert caller.claims is not None
     # Removal, another role, logout of this token, project deletion, a disabled account:
     # closed (4003) or downgraded within the re-check bound, whichever node made the change.
