@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-import redis.asyncio as redis
+from store.ephemeral import redis_client
 
 log = logging.getLogger("vaporform.collab")
 
@@ -144,7 +144,7 @@ class MemoryBroker:
 
 class RedisBroker:
     def __init__(self, url: str, *, prefix: str = "vf:") -> None:
-        self._redis = redis.Redis.from_url(url)
+        self._redis = redis_client(url)
         self._prefix = prefix + "collab:"
         self._pubsub = self._redis.pubsub()
         self._registry = _Registry()

@@ -13,6 +13,9 @@ from collections.abc import Collection
 from typing import Protocol
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError
 
 
 class Ephemeral(Protocol):
@@ -95,9 +98,24 @@ class MemoryEphemeral:
         self._values.clear()
 
 
+def redis_client(url: str, *, decode_responses: bool = False) -> redis.Redis:
+    """A client whose pooled connections reconnect once, at once, when Redis restarted.
+
+    Without it every pooled connection fails its next command after a restart (a 500 on a
+    WebSocket upgrade, an `internal_error` on a join) until each has been replaced; a Redis
+    that is really down still fails the command at once.
+    """
+    return redis.Redis.from_url(
+        url,
+        decode_responses=decode_responses,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[ConnectionError],
+    )
+
+
 class RedisEphemeral:
     def __init__(self, url: str, *, prefix: str = "vf:") -> None:
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._redis = redis_client(url, decode_responses=True)
         self._prefix = prefix
 
     async def put(self, key: str, value: str, ttl_s: float) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
+from collab.broker import RedisBroker
 from store.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, free_port
 from tests.support import wait_until
 
 
@@ -77,3 +79,48 @@ async def test_hit_window_resets(store: Ephemeral) -> None:
 
 async def test_ping(store: Ephemeral) -> None:
     await store.ping()
+
+
+def _redis_server(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def test_pooled_connections_survive_a_redis_restart() -> None:
+    """Every pooled connection is dead after a restart; the next command must still work."""
+    port = free_port()
+    server = _redis_server(port)
+    url = f"redis://127.0.0.1:{port}/0"
+    store = RedisEphemeral(url, prefix="restart:")
+    broker = RedisBroker(url, prefix="restart:")
+    try:
+
+        async def up() -> bool:
+            try:
+                await store.ping()
+            except Exception:
+                return False
+            return True
+
+        await wait_until(up, timeout=10, what="our redis-server")
+        # Several connections in the pool, all alive.
+        await asyncio.gather(*(store.put(f"k{i}", "1", 30) for i in range(5)))
+        await broker.publish("c", b"before")
+        server.terminate()
+        server.wait(10)
+        server = _redis_server(port)
+        await wait_until(up, timeout=10, what="the restarted redis-server")
+        await asyncio.gather(*(store.put(f"k{i}", "2", 30) for i in range(5)))
+        assert await store.take("k0") == "2"
+        await broker.publish("c", b"after")
+    finally:
+        await broker.close()
+        await store.close()
+        server.terminate()
+        server.wait(10)
