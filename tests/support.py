@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -10,6 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from store import db, users
+from vaporform.config import Config
+from web.passwords import Passwords
 
 
 async def wait_until(
@@ -75,3 +80,57 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert error["code"] == code, error
     return error
+
+
+def api_process_env(config: Config, port: int) -> dict[str, str]:
+    """The environment of an API process of its own that serves like the session's app:
+    same database, Redis prefix, task queue, data dir and signing secret, and the test
+    settings for hashing and rate limits (their counters are shared through Redis)."""
+    limits = config.rate_limits
+    return {
+        **os.environ,
+        "DATABASE_URL": config.database_url,
+        "REDIS_URL": config.redis_url or "",
+        "VAPORFORM_REDIS_PREFIX": config.redis_prefix,
+        "TEMPORAL_ADDRESS": config.temporal_address,
+        "VAPORFORM_TASK_QUEUE": config.task_queue,
+        "VAPORFORM_DATA_DIR": str(config.data_dir),
+        "VAPORFORM_JWT_SECRET": config.jwt.secret,
+        "VAPORFORM_API_PORT": str(port),
+        "VAPORFORM_LOG_LEVEL": "WARNING",
+        "VAPORFORM_ARGON2_TIME_COST": str(config.argon2_time_cost),
+        "VAPORFORM_ARGON2_MEMORY_KIB": str(config.argon2_memory_kib),
+        "VAPORFORM_LOGIN_PER_EMAIL": str(limits.login_per_email),
+        "VAPORFORM_LOGIN_PER_IP": str(limits.login_per_ip),
+        "VAPORFORM_REGISTER_PER_IP": str(limits.register_per_ip),
+    }
+
+
+async def create_admin(http: httpx.AsyncClient, config: Config) -> Account:
+    """A user whose global role is admin, made in the database (no route makes the first one),
+    then logged in over HTTP like anyone else."""
+    email, password = unique_email("admin"), "correct horse battery staple"
+    passwords = Passwords(
+        time_cost=config.argon2_time_cost,
+        memory_kib=config.argon2_memory_kib,
+        parallelism=config.argon2_parallelism,
+    )
+    password_hash = await passwords.hash(password)
+    conn = await db.connect(config.database_url)
+    try:
+        await users.create(
+            conn, email=email, name="Admin", password_hash=password_hash, role="admin"
+        )
+    finally:
+        await conn.close()
+    response = await http.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["user"]["role"] == "admin"
+    return Account(
+        id=body["user"]["id"],
+        email=email,
+        password=password,
+        access_token=body["access_token"],
+        refresh_token=body["refresh_token"],
+    )

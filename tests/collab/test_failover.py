@@ -7,7 +7,6 @@ the in-process test server; both share PostgreSQL and Redis.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import sys
@@ -20,25 +19,14 @@ import pytest
 from collab import ot
 from tests.collab.conftest import WSClient
 from tests.conftest import Server, free_port, serving
-from tests.support import Account, create_project, register, wait_until
+from tests.support import Account, api_process_env, create_project, register, wait_until
 from vaporform.config import Config
 
 
 @pytest.fixture
 async def doomed(config: Config) -> AsyncIterator[tuple[Server, asyncio.subprocess.Process]]:
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": config.database_url,
-        "REDIS_URL": config.redis_url or "",
-        "VAPORFORM_REDIS_PREFIX": config.redis_prefix,
-        "TEMPORAL_ADDRESS": config.temporal_address,
-        "VAPORFORM_TASK_QUEUE": config.task_queue,
-        "VAPORFORM_DATA_DIR": str(config.data_dir),
-        "VAPORFORM_JWT_SECRET": config.jwt.secret,
-        "VAPORFORM_API_PORT": str(port),
-        "VAPORFORM_LOG_LEVEL": "WARNING",
-    }
+    env = api_process_env(config, port)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

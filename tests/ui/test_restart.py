@@ -5,7 +5,6 @@ again on the same port; the browser never reloads."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.conftest import Server, free_port
-from tests.support import create_project, register, wait_until
+from tests.support import api_process_env, create_project, register, wait_until
 from tests.ui.conftest import ROOT, Browsers
 from tests.ui.helpers import editor, open_ready, put_file, server_text, wait_text
 from vaporform.config import Config
@@ -28,20 +27,7 @@ class ApiProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.process: asyncio.subprocess.Process | None = None
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": config.database_url,
-            "REDIS_URL": config.redis_url or "",
-            "VAPORFORM_REDIS_PREFIX": config.redis_prefix,
-            "TEMPORAL_ADDRESS": config.temporal_address,
-            "VAPORFORM_TASK_QUEUE": config.task_queue,
-            "VAPORFORM_DATA_DIR": str(config.data_dir),
-            "VAPORFORM_JWT_SECRET": config.jwt.secret,
-            "VAPORFORM_API_PORT": str(self.port),
-            "VAPORFORM_LOG_LEVEL": "WARNING",
-            "VAPORFORM_ARGON2_TIME_COST": "1",
-            "VAPORFORM_ARGON2_MEMORY_KIB": "8192",
-        }
+        self.env = api_process_env(config, self.port)
 
     async def start(self) -> None:
         with self.log.open("ab") as out:
