@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from temporalio.client import (
@@ -31,13 +33,18 @@ from activities.ai.provider import Provider
 from activities.audit import AuditActivities
 from activities.containers import ContainerControlActivities
 from activities.files import FileActivities
+from activities.project_deletion import ProjectDeletionActivities
 from collab.broker import Broker, RedisBroker
+from store import projects
 from store.ai_budget import Budgets
 from store.db import create_pool
 from store.filesystem import FileSystem, build_filesystem
 from store.workspace import workspaces_root
-from vaporform.config import AISettings, Config
+from vaporform import metrics
+from vaporform.config import AISettings, Config, TelemetrySettings
 from vaporform.outbox_relay import OutboxRelay
+from vaporform.tracing import Tracing
+from vaporform.worker_metrics import WorkerMetrics, free_loopback_address, temporal_runtime
 from vaporform.workspace_watch import watch_workspaces
 from workflows.ai_changes import CodeGenerationWorkflow, DebugWorkflow
 from workflows.ai_review import CodeReviewWorkflow
@@ -48,6 +55,7 @@ from workflows.container_pool import ContainerPoolWorkflow
 from workflows.container_pool_control import configured_pools, ensure_pools
 from workflows.files_shared import RETENTION_INTERVAL, RETENTION_SCHEDULE_ID, RetentionInput
 from workflows.project_created import ProjectCreatedWorkflow
+from workflows.project_deletion import ProjectDeletionWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.reconcile_schedule import ensure_reconcile_schedule
 from workflows.versioning import RetentionWorkflow, VersioningWorkflow, signal_files_changed
@@ -63,11 +71,13 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
         "workflows.container_shared",
         "workflows.files_shared",
         "workflows.ai_shared",
+        "workflows.project_deletion_shared",
     )
 )
 
 WORKFLOWS = [
     ProjectCreatedWorkflow,
+    ProjectDeletionWorkflow,
     ContainerWorkflow,
     ContainerPoolWorkflow,
     ExecWorkflow,
@@ -110,6 +120,7 @@ def build_worker(
     )
     control = ContainerControlActivities(client)
     file_activities = FileActivities(pool, files, broker)
+    deletion = ProjectDeletionActivities(pool, client, files.data_dir, broker)
     return Worker(
         client,
         task_queue=task_queue,
@@ -126,6 +137,7 @@ def build_worker(
             file_activities.prune_versions,
             file_activities.collect_garbage,
             *ai.all(),
+            *deletion.all(),
         ],
         activity_executor=executor,
         # A killed worker's cached workflows move to another worker within seconds, not 10.
@@ -172,9 +184,41 @@ def _docker_client(config: Config) -> Any | None:
     return found
 
 
+def metrics_listener(
+    settings: TelemetrySettings, temporal_metrics: str | None, docker_client: Any | None
+) -> WorkerMetrics | None:
+    """The worker's `/metrics` (vaporform/worker_metrics.py); None without a metrics token or
+    with port 0. `temporal_metrics`: where the Temporal runtime serves the SDK's metrics."""
+    if not settings.metrics_token or not settings.worker_metrics_port:
+        return None
+    census: list[Callable[[], None]] = []
+    if docker_client is not None:
+        from activities.docker_containers import container_census
+
+        census.append(lambda: container_census(docker_client))
+    return WorkerMetrics(
+        settings.worker_metrics_host,
+        settings.worker_metrics_port,
+        settings.metrics_token,
+        temporal_url=f"http://{temporal_metrics}/metrics" if temporal_metrics else None,
+        before_scrape=census,
+    )
+
+
 async def run(config: Config, stop: asyncio.Event | None = None) -> None:
-    client = await Client.connect(config.temporal_address, namespace=config.temporal_namespace)
+    telemetry = config.telemetry
+    tracing = Tracing("vaporform-worker", telemetry.otlp_traces_endpoint)
+    # The SDK's own metrics, on a loopback port that only our listener reads.
+    serves_metrics = bool(telemetry.metrics_token and telemetry.worker_metrics_port)
+    temporal_metrics = free_loopback_address() if serves_metrics else None
+    client = await Client.connect(
+        config.temporal_address,
+        namespace=config.temporal_namespace,
+        interceptors=tracing.interceptors(),
+        runtime=temporal_runtime(temporal_metrics) if temporal_metrics else None,
+    )
     pool = await create_pool(config.database_url, min_size=1, max_size=config.db_pool_max)
+    metrics.track_pool("worker", pool)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -185,6 +229,9 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     ai_provider = build_provider(config.ai)
 
     async def workspace_changed(project_id: str, paths: list[str] | None) -> None:
+        async with pool.acquire() as conn:
+            if not await projects.is_live(conn, UUID(project_id)):
+                return  # deleted: its workspace is going away, nothing of it is imported
         await signal_files_changed(client, config.task_queue, project_id, paths, "workspace")
 
     try:
@@ -204,6 +251,10 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
                 await stack.enter_async_context(worker)
                 if docker_client is not None:
                     stack.callback(docker_client.close)
+                listener = metrics_listener(telemetry, temporal_metrics, docker_client)
+                if listener is not None:
+                    await stack.enter_async_context(listener)
+                if docker_client is not None:
                     queue = config.containers.docker_queue
                     await stack.enter_async_context(
                         build_docker_worker(
@@ -227,18 +278,29 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
                         float(settings.health_timeout_s),
                     )
                 await ensure_retention_schedule(client, config.task_queue)
+                tasks: list[asyncio.Task[None]] = []
+                if docker_client is not None and config.agent.in_worker:
+                    # This host's agent (terminals, previews) in the same process; run it
+                    # alone with `vaporform agent` and VAPORFORM_AGENT_IN_WORKER=false.
+                    from agent.serve import serve_agent
+
+                    tasks.append(asyncio.create_task(serve_agent(config, docker_client, stop)))
                 watcher = asyncio.create_task(
                     watch_workspaces(workspaces_root(config.data_dir), workspace_changed, stop)
                 )
-                relay = asyncio.create_task(OutboxRelay(pool, client, config.task_queue).run(stop))
+                relay = asyncio.create_task(
+                    OutboxRelay(pool, client, config.task_queue, tracer=tracing.tracer).run(stop)
+                )
                 log.info("worker running", extra={"task_queue": config.task_queue})
                 await stop.wait()
-                await asyncio.gather(watcher, relay)
+                await asyncio.gather(watcher, relay, *tasks)
     finally:
         if broker is not None:
             await broker.close()
         await ai_provider.close()
+        metrics.untrack_pool(pool)
         await pool.close()
+        await asyncio.to_thread(tracing.shutdown)
 
 
 async def ensure_retention_schedule(client: Client, task_queue: str) -> None:

@@ -26,6 +26,7 @@ from docker.types import LogConfig
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from vaporform import metrics
 from vaporform.images import IMAGE_PREFIX, LABEL_DESCRIPTION, RUNTIME_UID
 from workflows.container_shared import (
     CONTAINER_GONE,
@@ -37,6 +38,7 @@ from workflows.container_shared import (
     LABEL_WORKFLOW,
     NAME_TAKEN,
     NOT_HEALTHY,
+    POOL_NAME_PREFIX,
     ContainerInfo,
     ContainerRef,
     ContainerSpec,
@@ -356,6 +358,9 @@ class DockerActivities:
         duration_ms = int((time.perf_counter() - started) * 1000)
         exit_code = api.exec_inspect(exec_id).get("ExitCode")
         timed_out = exit_code in (None, 137) and duration_ms >= seconds * 1000
+        metrics.EXEC_DURATION.labels("timed_out" if timed_out else "exited").observe(
+            duration_ms / 1000
+        )
         return ExecOutput(
             exit_code=-1 if exit_code is None else int(exit_code),
             stdout=streams[1].decode(errors="replace"),
@@ -457,6 +462,18 @@ class DockerActivities:
             self.list_containers,
             self.exec,
         ]
+
+
+def container_census(client: docker.DockerClient) -> None:
+    """Set `vaporform_containers` from the engine: our containers by state and role (one list
+    call, no inspection of each)."""
+    counts: dict[tuple[str, str], int] = {}
+    for found in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"}):
+        names = found.get("Names") or [""]
+        role = "pool" if names[0].lstrip("/").startswith(POOL_NAME_PREFIX) else "project"
+        key = (str(found.get("State") or "unknown"), role)
+        counts[key] = counts.get(key, 0) + 1
+    metrics.set_containers(counts)
 
 
 def started_at_iso(value: str | None) -> str | None:

@@ -11,6 +11,7 @@ import docker
 from activities.container_pool import ContainerPoolActivities
 from activities.container_workspace import ContainerWorkspaceActivities
 from activities.docker_containers import DockerActivities
+from activities.project_deletion import ProjectDeletionHostActivities
 from store.filesystem import FileSystem
 
 
@@ -27,4 +28,5 @@ def docker_host_activities(
         *engine.all(),
         *ContainerPoolActivities(engine, data_dir).all(),
         *ContainerWorkspaceActivities(client, data_dir, files).all(),
+        *ProjectDeletionHostActivities(data_dir, files.pool if files else None).all(),
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from uuid import UUID
@@ -91,11 +90,10 @@ class FileActivities:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", GC_LOCK)
             referenced = await files.referenced_digests(conn)
-            on_disk = await asyncio.to_thread(lambda: list(blobs.all_digests()))
-            for digest in on_disk:
+            async for digest in blobs.digests():  # the local disk or the S3 bucket
                 if digest in referenced:
                     kept += 1
-                elif await asyncio.to_thread(blobs.delete, digest):
+                elif await blobs.delete(digest):
                     deleted += 1
                 if (deleted + kept) % 1000 == 0:
                     activity.heartbeat(deleted + kept)

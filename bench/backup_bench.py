@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.files_bench import seed_archive
 from bench.stack import running_stack
 from store import db
-from store.blobs import BlobStore
+from store.blobs import LocalBlobStore
 from vaporform.backup import backup, restore
 
 
@@ -62,7 +62,7 @@ async def main() -> None:
         async with running_stack() as found:
             await seed(found.base_url, args.files)
             database_url = found.env["DATABASE_URL"]
-            blobs = BlobStore(found.data_dir / "blobs")
+            blobs = LocalBlobStore(found.data_dir / "blobs")
             made = await backup(database_url, blobs, scratch / "backup", lambda _: None)
             print(
                 f"backup:  {made.seconds:.2f} s  ({made.blobs} blobs, "
@@ -72,7 +72,7 @@ async def main() -> None:
                 database_url, f"vaporform_restored_{uuid.uuid4().hex[:8]}"
             )
             try:
-                target = BlobStore(scratch / "restored" / "blobs")
+                target = LocalBlobStore(scratch / "restored" / "blobs")
                 back = await restore(target_url, target, scratch / "backup", lambda _: None)
                 print(f"restore: {back.seconds:.2f} s  (into a fresh database and data dir)")
             finally:

@@ -13,6 +13,7 @@ from typing import Protocol
 from uuid import UUID
 
 from collab.errors import CollabError
+from store.audit import Entry
 from store.filesystem import FileSystem, VersionConflict, WorkspaceConflict
 
 
@@ -128,6 +129,14 @@ class FileSystemFiles:
                 author_kind="user" if author_id is not None else "system",
                 message=message,
                 base_version=base_version,
+                # A checkpoint of live edits is audited, never the keystrokes themselves.
+                audit=Entry(
+                    "file.checkpoint",
+                    actor_id=author_id,
+                    project_id=project_id,
+                    target=path,
+                    details={"message": message},
+                ),
             )
         except VersionConflict as exc:
             raise FileConflict(exc.current_version) from exc

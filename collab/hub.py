@@ -21,16 +21,20 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Hashable, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
+import orjson
+from opentelemetry import trace
 
 from collab import checkpoint as checkpoints
+from collab import instruments
 from collab.broker import Broker, Subscription
 from collab.document import LiveDocument, load
 from collab.errors import CollabError
+from collab.fanout import Fanout
 from collab.files import DocumentFiles
 from collab.presence import Participant, Roster
 from collab.protocol import ServerType, envelope
@@ -39,6 +43,7 @@ from collab.submit import Committer
 from store import collab as store
 from store.collab import OpRow
 from store.filesystem import ChangeEvent
+from vaporform import metrics
 from workflows.ai_shared import ai_jobs_channel
 from workflows.files_shared import files_channel
 
@@ -59,7 +64,7 @@ class Peer(Protocol):
     participant: Participant
     last_heard: float
 
-    def offer(self, text: str) -> None: ...
+    def offer(self, text: str, slot: Hashable | None = None) -> None: ...
 
     def kick(self, code: int, reason: str) -> None: ...
 
@@ -82,12 +87,15 @@ class OpenDocument:
     def __init__(self, room: Room, doc: LiveDocument) -> None:
         self.room = room
         self.doc = doc
-        self.committer = Committer(doc, room.hub.pool, room.hub.settings, room.publish_ops)
+        self.committer = Committer(
+            doc, room.hub.pool, room.hub.settings, room.publish_ops, tracer=room.hub.tracer
+        )
         self.peers: dict[str, Peer] = {}
         self.saving: asyncio.Task[None] | None = None
         doc.listeners.add(self._deliver)
 
     def _deliver(self, doc: LiveDocument, rows: Sequence[OpRow]) -> None:
+        acks = ops = 0
         for row in rows:
             if row.user_id is not None:
                 doc.last_author = row.user_id
@@ -96,6 +104,7 @@ class OpenDocument:
                 ack = peer.claim_ack(doc.path, row)
                 if ack is not None:
                     peer.offer(ack)
+                    acks += 1
                     continue
                 if text is None:
                     text = envelope(
@@ -105,6 +114,9 @@ class OpenDocument:
                         session_id=None,
                     )
                 peer.offer(text)
+                ops += 1
+        instruments.sent(ServerType.ACK, acks)
+        instruments.sent(ServerType.OP, ops)
 
     def dirty(self) -> bool:
         return self.doc.revision > self.doc.checkpointed_revision
@@ -133,6 +145,10 @@ class Room:
         self._subscriptions: list[Subscription] = []
         self._last_heartbeat = time.monotonic()
         self.refs = 0
+        # Presence changes not yet sent to local peers, latest per participant (see _presence).
+        self._presence: dict[str, tuple[str, Participant]] = {}
+        self._presence_due: asyncio.Handle | None = None
+        self._presence_sent = 0.0
 
     async def start(self) -> None:
         broker = self.hub.broker
@@ -144,6 +160,9 @@ class Room:
         await self.publish({"kind": "hello"})
 
     async def stop(self) -> None:
+        if self._presence_due is not None:
+            self._presence_due.cancel()
+            self._presence_due = None
         for subscription in self._subscriptions:
             await subscription.unsubscribe()
         self._subscriptions = []
@@ -156,7 +175,9 @@ class Room:
         except Exception:
             log.exception("bad job message", extra={"channel": self.channel})
             return
-        self.broadcast(envelope(ServerType.JOB, payload, user_id=None, session_id=None))
+        self.broadcast(
+            envelope(ServerType.JOB, payload, user_id=None, session_id=None), kind=ServerType.JOB
+        )
 
     def _on_files(self, data: bytes) -> None:
         try:
@@ -168,13 +189,26 @@ class Room:
 
     async def publish(self, message: dict[str, Any]) -> None:
         message["node"] = self.hub.node_id
-        await self.hub.broker.publish(self.channel, json.dumps(message).encode())
+        await self.hub.broker.publish(self.channel, orjson.dumps(message))
 
-    def broadcast(self, text: str, *, path: str | None = None, skip: str | None = None) -> None:
+    def broadcast(
+        self,
+        text: str,
+        *,
+        path: str | None = None,
+        skip: str | None = None,
+        slot: Hashable | None = None,
+        kind: ServerType | None = None,
+    ) -> None:
+        """Offer `text` to the room's peers (of `path`), but `skip`; counted as `kind`."""
         peers = self.peers if path is None else self._doc_peers(path)
+        sent = 0
         for session_id, peer in list(peers.items()):
             if session_id != skip:
-                peer.offer(text)
+                peer.offer(text, slot)
+                sent += 1
+        if kind is not None:
+            instruments.sent(kind, sent)
 
     def _doc_peers(self, path: str) -> dict[str, Peer]:
         found = self.documents.get(path)
@@ -276,19 +310,48 @@ class Room:
         await self.publish({"kind": "gone", "session_id": peer.session_id})
 
     def _presence_to_local(self, who: Participant, event: str, skip: str | None = None) -> None:
-        text = envelope(
-            ServerType.PRESENCE,
-            {"event": event, "participant": who.public()},
-            user_id=who.user_id,
-            session_id=who.session_id,
-        )
-        self.broadcast(text, skip=skip)
+        """Tell local peers (never the participant's own session) that `who` changed.
+
+        Coalesced per room: changes are sent at once when the last presence flush is older
+        than `presence_tick_s`, else when it is up, and only the latest change of each
+        participant, so N people joining cost about N frames per tick rather than N².
+        """
+        self._presence.pop(who.session_id, None)  # the latest goes last
+        self._presence[who.session_id] = (event, who)
+        if self._presence_due is None:
+            loop = asyncio.get_running_loop()
+            wait = self._presence_sent + self.hub.settings.presence_tick_s - time.monotonic()
+            if wait > 0:
+                self._presence_due = loop.call_later(wait, self._send_presence)
+            else:
+                self._presence_due = loop.call_soon(self._send_presence)
+
+    def _send_presence(self) -> None:
+        self._presence_due = None
+        self._presence_sent = time.monotonic()
+        changes, self._presence = self._presence, {}
+        texts = {
+            session_id: envelope(
+                ServerType.PRESENCE,
+                {"event": event, "participant": who.public()},
+                user_id=who.user_id,
+                session_id=who.session_id,
+            )
+            for session_id, (event, who) in changes.items()
+        }
+        sent = 0
+        for session_id, peer in list(self.peers.items()):
+            for about, text in texts.items():
+                if about != session_id:
+                    peer.offer(text, ("presence", about))
+                    sent += 1
+        instruments.sent(ServerType.PRESENCE, sent)
 
     # -- messages from other nodes -------------------------------------------------------
 
     def _on_message(self, data: bytes) -> None:
         try:
-            message = json.loads(data)
+            message = orjson.loads(data)
             if message.get("node") == self.hub.node_id:
                 return
             self._dispatch(message)
@@ -313,7 +376,7 @@ class Room:
         elif kind == "cursor":
             self.hub.spawn(self._remote_cursor(message))
         elif kind == "chat":
-            self.broadcast(str(message["text"]))
+            self.broadcast(str(message["text"]), kind=ServerType.CHAT)
         elif kind == "presence":
             who = Participant.from_wire(message["participant"])
             if self.roster.upsert(who):
@@ -366,7 +429,13 @@ class Room:
             user_id=who.user_id,
             session_id=who.session_id,
         )
-        self.broadcast(text, path=path, skip=peer.session_id)
+        self.broadcast(
+            text,
+            path=path,
+            skip=peer.session_id,
+            slot=("cursor", who.session_id, path),
+            kind=ServerType.CURSOR,
+        )
         await self.publish({"kind": "cursor", **payload, "participant": who.wire()})
 
     async def _remote_cursor(self, message: dict[str, Any]) -> None:
@@ -398,7 +467,9 @@ class Room:
             user_id=who.user_id,
             session_id=who.session_id,
         )
-        self.broadcast(text, path=path)
+        self.broadcast(
+            text, path=path, slot=("cursor", who.session_id, path), kind=ServerType.CURSOR
+        )
 
     # -- timers --------------------------------------------------------------------------
 
@@ -440,16 +511,22 @@ class Hub:
         settings: CollabSettings | None = None,
         *,
         node_id: str | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.pool = pool
+        # Spans of the submit path (collab/session.py, collab/submit.py); none by default.
+        self.tracer = tracer or trace.NoOpTracer()
         self.broker = broker
         self.files = files
         self.settings = settings or CollabSettings()
         self.node_id = node_id or uuid.uuid4().hex[:12]
+        # Every connection's outgoing frames, flushed together (collab/fanout.py).
+        self.fanout = Fanout(self.settings.fanout_tick_s)
         self.rooms: dict[UUID, Room] = {}
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._queued = 0  # what this hub last added to the fan-out depth gauge
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -490,6 +567,12 @@ class Hub:
                     room.tick(now)
                 except Exception:
                     log.exception("collab tick failed")
+            self._report_queued(self.fanout.depth())
+
+    def _report_queued(self, queued: int) -> None:
+        # By difference: several hubs (tests) or processes add up in one gauge.
+        metrics.FANOUT_DEPTH.inc(queued - self._queued)
+        self._queued = queued
 
     async def files_changed(self, event: ChangeEvent) -> None:
         """File system notifier on this node: the fast path for writes made here (other
@@ -515,4 +598,6 @@ class Hub:
         for room in list(self.rooms.values()):
             await room.stop()
         self.rooms.clear()
+        self.fanout.cancel()
+        self._report_queued(0)
         await self.broker.close()

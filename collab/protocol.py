@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from collab import ot
 from collab.errors import CollabError
 from store.paths import InvalidPath, normalize_path
@@ -97,9 +99,14 @@ def parse_envelope(raw: str | bytes, max_bytes: int) -> Envelope:
             "too_large", f"messages are limited to {max_bytes} bytes", {"limit": max_bytes}
         )
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CollabError("invalid_json", f"the message is not JSON: {exc}") from None
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # What orjson refuses but the json module reads (lone surrogates in escapes, NaN,
+        # integers beyond 64 bits) keeps its old meaning; the checks below judge it.
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CollabError("invalid_json", f"the message is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise invalid("a message is a JSON object {id, type, payload}")
     ref = data.get("id")
@@ -215,4 +222,7 @@ def envelope(
     }
     if ref is not None:
         message["ref"] = ref
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return orjson.dumps(message).decode()
+    except TypeError:  # a lone surrogate (never in what the checks let through) or a big int
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":"))

@@ -1,23 +1,26 @@
 """One WebSocket connection: messages in, calls on the room and its documents, messages out.
 
 The WebSocket handler (web/blueprints/collab.py) is a pump: it feeds every frame to
-``Session.handle`` and writes whatever ``Session.outbox`` yields. Frames are handled one at a
-time, so a client's messages take effect in the order it sent them. The outbox is bounded: a
-client that cannot keep up is disconnected (``OVERFLOW_CLOSE_CODE``) and re-joins.
+``Session.handle`` and writes the frames ``Session.outbox`` yields (collab/fanout.py: what is
+due within one tick leaves as one frame). Frames are handled one at a time, so a client's
+messages take effect in the order it sent them. The outbox is bounded: a client that cannot
+keep up is disconnected (``OVERFLOW_CLOSE_CODE``) and re-joins.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 from uuid import UUID
 
-from collab import protocol
+from opentelemetry.trace import SpanKind
+
+from collab import instruments, protocol
 from collab.errors import CollabError
+from collab.fanout import Outbox
 from collab.hub import OpenDocument, Room, op_payload
 from collab.presence import Participant, colour_for
 from collab.protocol import ClientType, ServerType
@@ -29,8 +32,6 @@ from store.collab import OpRow
 log = logging.getLogger("vaporform.collab")
 
 OVERFLOW_CLOSE_CODE = 4008
-# A batched frame stops growing past this many characters.
-BATCH_BYTES = 64 * 1024
 CHAT_RATE = 2.0
 CHAT_BURST = 10
 
@@ -62,10 +63,11 @@ class Session:
         name: str,
         role: str,
         settings: CollabSettings,
-        batching: bool = False,
+        batching: bool = True,
     ) -> None:
         self.room = room
-        # The client accepts frames holding a JSON array of envelopes (`?batch=1`).
+        # The client takes frames holding a JSON array of envelopes (the default; `?batch=0`
+        # asks for one envelope per frame).
         self.batching = batching
         self.user_id = user_id
         self.role = role
@@ -78,9 +80,12 @@ class Session:
             colour=colour_for(str(user_id)),
             node=room.hub.node_id,
         )
-        # None tells the writer to close the connection (the client fell behind).
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=settings.send_queue + 1)
-        self.overflowed = False
+        self.outbox = Outbox(
+            room.hub.fanout,
+            batching=batching,
+            limit=settings.send_queue,
+            on_overflow=self._overflowed,
+        )
         self.last_heard = time.monotonic()
         # Set by the WebSocket pump: disconnect now (with `close_code`), even if the writer
         # is stuck.
@@ -111,29 +116,18 @@ class Session:
 
     # -- outgoing ------------------------------------------------------------------------
 
-    def offer(self, text: str) -> None:
-        if self.overflowed:
-            return
-        if self.outbox.qsize() >= self.settings.send_queue:
-            self.overflowed = True
-            log.warning("send queue full; disconnecting", extra={"session_id": self.session_id})
-            while not self.outbox.empty():
-                self.outbox.get_nowait()
-            self.outbox.put_nowait(None)
-            self.kick(OVERFLOW_CLOSE_CODE, "too slow: re-join to resync")
-            return
-        self.outbox.put_nowait(text)
+    def offer(self, text: str, slot: Hashable | None = None) -> None:
+        """Queue a serialised envelope; one with a `slot` replaces the one pending in it."""
+        self.outbox.offer(text, slot)
 
-    def batch(self, first: str) -> str | None:
-        """`first` and what else is queued as one JSON array frame; None: close instead."""
-        texts, size = [first], len(first)
-        while size < BATCH_BYTES and not self.outbox.empty():
-            text = self.outbox.get_nowait()
-            if text is None:
-                return None
-            texts.append(text)
-            size += len(text)
-        return "[" + ",".join(texts) + "]"
+    @property
+    def overflowed(self) -> bool:
+        return self.outbox.closed and self.close_code == OVERFLOW_CLOSE_CODE
+
+    def _overflowed(self) -> None:
+        instruments.SEND_QUEUE_OVERFLOW.inc()
+        log.warning("send queue full; disconnecting", extra={"session_id": self.session_id})
+        self.kick(OVERFLOW_CLOSE_CODE, "too slow: re-join to resync")
 
     def kick(self, code: int, reason: str) -> None:
         """Disconnect this client with a close code."""
@@ -143,6 +137,7 @@ class Session:
                 self.on_kick()
 
     def _send(self, kind: ServerType, payload: dict[str, Any], ref: str | None = None) -> None:
+        instruments.sent(kind)
         self.offer(
             protocol.envelope(
                 kind, payload, user_id=str(self.user_id), session_id=self.session_id, ref=ref
@@ -151,6 +146,7 @@ class Session:
 
     def _error(self, error: CollabError, ref: str | None) -> None:
         payload = {"code": error.code, "message": error.message, "ref": ref, **error.details}
+        instruments.error_sent(error.code)
         self._send(ServerType.ERROR, payload, ref)
 
     def claim_ack(self, path: str, row: OpRow) -> str | None:
@@ -178,16 +174,20 @@ class Session:
 
     async def handle(self, raw: str | bytes) -> None:
         self.last_heard = time.monotonic()
+        began = time.perf_counter()
         ref: str | None = None
+        kind = instruments.INVALID
         try:
             message = protocol.parse_envelope(raw, self.settings.max_message_bytes)
             ref = message.id
+            kind = message.type.value
             await self._dispatch(message)
         except CollabError as exc:
             self._error(exc, ref if ref is not None else exc.details.pop("ref", None))
         except Exception:
             log.exception("collab message failed", extra={"session_id": self.session_id})
             self._error(CollabError("internal_error", "the message could not be handled"), ref)
+        instruments.HANDLED[kind].observe(time.perf_counter() - began)
 
     async def _dispatch(self, message: protocol.Envelope) -> None:
         payload, ref = message.payload, message.id
@@ -280,17 +280,37 @@ class Session:
         client_key = f"{self.user_id}/{op.client_id or self.session_id}"
         key = (op.path, client_key, op.seq)
         self._awaiting[key] = ref
-        try:
-            outcome = await opened.committer.submit(
-                Submission(op.revision, op.op, client_key, op.seq, self.user_id)
-            )
-        except CollabError as exc:
-            self._awaiting.pop(key, None)
-            exc.details.setdefault("seq", op.seq)
-            raise
+        # A trace per op (the connection lives too long to be one): the op, then its commit.
+        with self.room.hub.tracer.start_as_current_span(
+            "collab op",
+            kind=SpanKind.SERVER,
+            attributes={
+                "vaporform.project_id": str(self.room.project_id),
+                "vaporform.collab.base_revision": op.revision,
+                "vaporform.collab.seq": op.seq,
+            },
+        ) as span:
+            context = span.get_span_context()
+            try:
+                outcome = await opened.committer.submit(
+                    Submission(
+                        op.revision,
+                        op.op,
+                        client_key,
+                        op.seq,
+                        self.user_id,
+                        span_context=context if context.is_valid else None,
+                    )
+                )
+            except CollabError as exc:
+                self._awaiting.pop(key, None)
+                exc.details.setdefault("seq", op.seq)
+                raise
+            span.set_attribute("vaporform.collab.revision", outcome.revision)
         if key in self._awaiting:
             # A resubmit of an op committed earlier: no new revision, so no listener acked it.
             del self._awaiting[key]
+            instruments.sent(ServerType.ACK)
             self.offer(self._ack_text(op.path, outcome.revision, op.seq, ref, duplicate=True))
 
     async def _cursor(self, cursor: protocol.Cursor) -> None:
@@ -316,7 +336,7 @@ class Session:
             session_id=self.session_id,
             ref=None,
         )
-        self.room.broadcast(text)
+        self.room.broadcast(text, kind=ServerType.CHAT)
         await self.room.publish({"kind": "chat", "text": text})
 
     async def close(self) -> None:

@@ -15,6 +15,10 @@ class CollabSettings:
     op_rate: float = 100.0
     op_burst: int = 200
     send_queue: int = 1024  # messages waiting for a slow client before it is disconnected
+    # Outgoing messages due within this long leave as one frame per connection (sent at once
+    # when the last flush is older); presence changes are coalesced over the longer tick.
+    fanout_tick_s: float = 0.004
+    presence_tick_s: float = 0.25
     max_joined: int = 64  # documents open on one connection
     # Group commit: at most this many queued ops of one document go in one transaction.
     max_batch: int = 64

@@ -9,18 +9,22 @@ number of times. Only after the commit is the op applied to the cache, acknowled
 published.
 
 Group commit: every op waiting for one document when the writer comes round is transformed
-and committed in one transaction, so one round trip to the database carries many ops.
+and committed in one transaction, so one round trip to the database carries many ops. A batch
+is one `collab commit` span, the child of its first op's span and linked to the others'.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.context import Context
 
 from collab import ot
 from collab.document import LiveDocument
@@ -29,6 +33,7 @@ from collab.settings import CollabSettings
 from store import collab as store
 from store.collab import OpRow
 from store.db import Conn
+from vaporform import metrics
 
 log = logging.getLogger("vaporform.collab")
 
@@ -52,6 +57,7 @@ class Submission:
     future: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    span_context: trace.SpanContext | None = None  # the span of the op's message, if traced
 
 
 def _fail(sub: Submission, error: Exception) -> None:
@@ -78,8 +84,11 @@ class Committer:
         pool: asyncpg.Pool,
         settings: CollabSettings,
         publish: Publish,
+        *,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.doc = doc
+        self.tracer = tracer or trace.NoOpTracer()
         self.pool = pool
         self.settings = settings
         self.publish = publish
@@ -97,14 +106,22 @@ class Committer:
         while self._queue:
             batch = self._queue[: self.settings.max_batch]
             del self._queue[: len(batch)]
+            span = self._span(batch)
+            began = time.perf_counter()
             try:
                 committed = await self._commit(batch)
             except Exception as exc:
+                span.record_exception(exc)
+                span.end()
                 log.exception("commit failed", extra={"path": self.doc.path})
                 for sub in batch:
                     _fail(sub, CollabError("internal_error", f"the op was not committed: {exc}"))
                 continue
+            span.end()
+            metrics.COMMIT_DURATION.observe(time.perf_counter() - began)
+            metrics.COMMIT_BATCH.observe(len(batch))
             if committed:
+                metrics.OPS_COMMITTED.inc(len(committed))
                 try:
                     await self.publish(self.doc, committed)
                 except Exception:
@@ -112,6 +129,18 @@ class Committer:
                     # when the next op of this document reaches them.
                     log.exception("publishing committed ops failed", extra={"path": self.doc.path})
                 await self._snapshot_if_due()
+
+    def _span(self, batch: list[Submission]) -> trace.Span:
+        """The batch's commit span (started; the caller ends it). Its parent is never the
+        writer task's own context, which is the first submitter's of long ago."""
+        traced = [sub.span_context for sub in batch if sub.span_context is not None]
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(traced[0])) if traced else None
+        return self.tracer.start_span(
+            "collab commit",
+            context=parent or Context(),
+            links=[trace.Link(context) for context in traced[1:]],
+            attributes={"vaporform.collab.ops": len(batch)},
+        )
 
     async def _snapshot_if_due(self) -> None:
         doc = self.doc
@@ -160,6 +189,7 @@ class Committer:
                         for sub, row in zip(accepted, rows, strict=True):
                             _succeed(sub, Outcome(row.revision, row.op))
                         return rows
+                    metrics.COMMIT_CONFLICTS.inc()
                     if attempt:
                         # Under the lock only a resubmit key can clash.
                         await self._refuse_reused_seqs(conn, accepted)

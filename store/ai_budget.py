@@ -79,7 +79,9 @@ _SPEND = """
            (SELECT coalesce(sum(cost_usd), 0) FROM ai_usage WHERE user_id = $2) AS user_spent,
            (SELECT coalesce(sum(amount_usd), 0) FROM ai_reservations
             WHERE user_id = $2 AND expires_at > now() AND call_key IS DISTINCT FROM $3)
-               AS user_reserved
+               AS user_reserved,
+           -- An admin's per-user budget replaces the configured one (store/quotas.py).
+           (SELECT ai_budget_usd FROM user_quotas WHERE user_id = $2) AS user_budget
 """
 
 
@@ -99,7 +101,8 @@ async def _refusal(
     assert row is not None
     scopes = [("project", budgets.project_usd)]
     if user_id is not None:
-        scopes.append(("user", budgets.user_usd))
+        own: Decimal | None = row["user_budget"]
+        scopes.append(("user", budgets.user_usd if own is None else float(own)))
     for scope, budget in scopes:
         spent: Decimal = row[f"{scope}_spent"]
         reserved: Decimal = row[f"{scope}_reserved"]

@@ -14,16 +14,17 @@ import difflib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
 import asyncpg
 
-from store import files
+from store import audit as audit_log
+from store import files, quotas
 from store import workspace as mirror
-from store.blobs import BlobStore
+from store.blobs import BlobStore, build_blob_store
 from store.db import Conn
 from store.files import FileRow, SearchHit, VersionRow
 from store.paths import InvalidPath, is_under, language_of, normalize_path
@@ -31,6 +32,9 @@ from store.workspace import workspace_dir
 from vaporform.config import Config
 
 log = logging.getLogger("vaporform.files")
+
+# An audit event names at most this many files (an archive import may write thousands).
+AUDITED_FILES = 100
 
 # Advisory lock keys: GC vs. every writer, and per project (second key) workspace import vs.
 # writers of that project.
@@ -72,6 +76,12 @@ class TooManyFiles(FileSystemError):
 
 class PathConflict(FileSystemError):
     status, code = 409, "path_conflict"
+
+
+class QuotaExceeded(FileSystemError):
+    """The project's owner would hold more than their storage quota (store/quotas.py)."""
+
+    status, code = 400, "quota_exceeded"
 
 
 class WorkspaceConflict(FileSystemError):
@@ -272,6 +282,7 @@ class FileSystem:
         author_kind: str = "user",
         message: str = "",
         base_version: int | None = None,
+        audit: audit_log.Entry | None = None,
     ) -> WriteResult:
         path = checked_path(path)
         results = await self.write_many(
@@ -281,6 +292,7 @@ class FileSystem:
             author_kind=author_kind,
             message=message,
             base_versions=None if base_version is None else {path: base_version},
+            audit=audit,
         )
         return results[0]
 
@@ -293,8 +305,12 @@ class FileSystem:
         author_kind: str = "user",
         message: str = "",
         base_versions: Mapping[str, int] | None = None,
+        audit: audit_log.Entry | None = None,
     ) -> list[WriteResult]:
-        """Write several files as one transaction: all become new versions, or none does."""
+        """Write several files as one transaction: all become new versions, or none does.
+
+        `audit` is recorded in that transaction, with the versions written; a storage quota of
+        the project's owner is checked in it too."""
         checked = [(checked_path(path), content) for path, content in items]
         seen: set[str] = set()
         for path, content in checked:
@@ -306,6 +322,7 @@ class FileSystem:
         async with self._writing(project_id) as conn:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", GC_LOCK)
+                storage = await _StorageCheck.begin(conn, project_id)
                 digests = await self._store_blobs([content for _, content in checked])
                 budget = _FileBudget()
                 results = [
@@ -323,6 +340,11 @@ class FileSystem:
                     )
                     for (path, content), digest in zip(checked, digests, strict=True)
                 ]
+                if storage is not None:
+                    await storage.finish(conn)
+                if audit is not None:
+                    written = [{"path": r.path, "version": r.version} for r in results]
+                    await audit_log.append(conn, _naming(audit, "files", written))
             conflicts = await self._mirror_all(
                 conn,
                 project_id,
@@ -338,7 +360,13 @@ class FileSystem:
         return results
 
     async def delete(
-        self, project_id: UUID, path: str, *, author_id: UUID | None, author_kind: str = "user"
+        self,
+        project_id: UUID,
+        path: str,
+        *,
+        author_id: UUID | None,
+        author_kind: str = "user",
+        audit: audit_log.Entry | None = None,
     ) -> None:
         path = checked_path(path)
         async with self._writing(project_id) as conn:
@@ -347,13 +375,21 @@ class FileSystem:
                 if row is None or row.deleted_at is not None:
                     raise FileNotFound(f"{path} does not exist")
                 await files.mark_deleted(conn, row.id)
+                if audit is not None:
+                    await audit_log.append(conn, replace(audit, target=audit.target or path))
             conflicts = await asyncio.to_thread(self._unmirror, project_id, path)
         await self._notify(project_id, (path,), author_kind)
         if conflicts:
             raise WorkspaceConflict(conflicts)
 
     async def restore(
-        self, project_id: UUID, path: str, version: int, *, author_id: UUID | None
+        self,
+        project_id: UUID,
+        path: str,
+        version: int,
+        *,
+        author_id: UUID | None,
+        audit: audit_log.Entry | None = None,
     ) -> WriteResult:
         """Make `version` the current content again, as a new version (also undeletes)."""
         path = checked_path(path)
@@ -366,10 +402,17 @@ class FileSystem:
             old.content,
             author_id=author_id,
             message=f"restore version {version}",
+            audit=audit,
         )
 
     async def move(
-        self, project_id: UUID, source: str, target: str, *, author_id: UUID | None
+        self,
+        project_id: UUID,
+        source: str,
+        target: str,
+        *,
+        author_id: UUID | None,
+        audit: audit_log.Entry | None = None,
     ) -> list[tuple[str, str]]:
         """Move a file, or a whole folder, in one transaction. Returns (from, to) pairs."""
         source, target = checked_path(source), checked_path(target)
@@ -395,6 +438,9 @@ class FileSystem:
                         # A deleted file there gives way; its history goes with it.
                         await files.delete_row(conn, existing.id)
                     await files.rename(conn, row.id, new_path)
+                if audit is not None:
+                    moved = [{"from": old, "to": new} for old, new in pairs]
+                    await audit_log.append(conn, _naming(audit, "moved", moved))
             conflicts = await asyncio.to_thread(self._mirror_moves, project_id, pairs)
         await self._notify(project_id, tuple(p for pair in pairs for p in pair), "user")
         if conflicts:
@@ -637,6 +683,48 @@ class FileSystem:
         return report
 
 
+def _naming(
+    entry: audit_log.Entry, key: str, items: Sequence[Mapping[str, object]]
+) -> audit_log.Entry:
+    """`entry` with the files it acted on (the first AUDITED_FILES of them, and how many)."""
+    details = {**entry.details, key: list(items[:AUDITED_FILES]), "count": len(items)}
+    target = entry.target
+    if target is None and len(items) == 1:
+        first = items[0]
+        target = str(first.get("path") or first.get("from"))
+    return replace(entry, details=details, target=target)
+
+
+class _StorageCheck:
+    """The owner's storage quota, checked in a write's transaction: refused when the write
+    leaves the owner above the quota and holding more than before (a write that shrinks
+    things always passes, so an owner above a lowered quota can clean up). Costs one lookup
+    by primary keys when the owner has no quota, two sums over their files when they do."""
+
+    def __init__(self, limit: quotas.StorageLimit, before: int) -> None:
+        self.limit = limit
+        self.before = before
+
+    @classmethod
+    async def begin(cls, conn: Conn, project_id: UUID) -> _StorageCheck | None:
+        limit = await quotas.storage_limit(conn, project_id)
+        if limit is None:
+            return None
+        await quotas.lock_storage(conn, limit.owner_id)
+        return cls(limit, await quotas.storage_used(conn, limit.owner_id))
+
+    async def finish(self, conn: Conn) -> None:
+        after = await quotas.storage_used(conn, self.limit.owner_id)
+        if after > self.limit.storage_bytes and after > self.before:
+            raise QuotaExceeded(
+                f"this would store {after} bytes in the owner's projects; their quota is "
+                f"{self.limit.storage_bytes}",
+                limit="storage_bytes",
+                requested=after,
+                maximum=self.limit.storage_bytes,
+            )
+
+
 @dataclass(slots=True)
 class _FileBudget:
     """Live files of a project, counted once per batch instead of once per new file."""
@@ -682,5 +770,5 @@ def build_filesystem(
     config: Config, pool: asyncpg.Pool, *, notifier: Notifier | None = None
 ) -> FileSystem:
     limits = Limits(max_file_bytes=config.max_file_bytes, max_files=config.max_files_per_project)
-    blobs = BlobStore(config.data_dir / "blobs", keyring=config.blob_keys)
+    blobs = build_blob_store(config)
     return FileSystem(pool, blobs, config.data_dir, limits, notifier=notifier)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from store.db import Conn
+from vaporform import tracing
 
 CHANNEL = "vaporform_outbox"
 
@@ -18,12 +19,18 @@ class OutboxItem:
     payload: dict[str, Any]
     attempts: int
     created_at: datetime
+    # The writer's trace context (W3C headers), continued by the relay; None: none was open.
+    trace_context: dict[str, str] | None = None
 
 
 async def enqueue(conn: Conn, kind: str, payload: dict[str, Any]) -> int:
-    """Record work; the relay is woken when (and only if) the transaction commits."""
+    """Record work, with the current trace context; the relay is woken when (and only if)
+    the transaction commits."""
     item_id = await conn.fetchval(
-        "INSERT INTO outbox (kind, payload) VALUES ($1, $2) RETURNING id", kind, payload
+        "INSERT INTO outbox (kind, payload, trace_context) VALUES ($1, $2, $3) RETURNING id",
+        kind,
+        payload,
+        tracing.inject() or None,
     )
     await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
     return int(item_id)
@@ -37,7 +44,7 @@ async def claim_due(conn: Conn, kinds: list[str], limit: int) -> list[OutboxItem
     """
     rows = await conn.fetch(
         """
-        SELECT id, kind, payload, attempts, created_at FROM outbox
+        SELECT id, kind, payload, attempts, created_at, trace_context FROM outbox
         WHERE next_attempt_at <= now() AND kind = ANY($1::text[])
         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
         """,

@@ -65,6 +65,7 @@ _SELECT = """
     SELECT p.id, p.name, p.description, p.config, p.metadata, p.owner_id, m.role,
            p.created_at, p.updated_at
     FROM projects p JOIN project_members m ON m.project_id = p.id AND m.user_id = $1
+                         AND p.deleted_at IS NULL
 """
 
 
@@ -151,8 +152,33 @@ async def update(
     return await for_member(conn, project_id, user_id)
 
 
-async def delete(conn: Conn, project_id: UUID) -> bool:
-    status = await conn.execute("DELETE FROM projects WHERE id = $1", project_id)
+async def hide(conn: Conn, project_id: UUID) -> bool:
+    """Mark the project deleted: from now on it answers 404 everywhere (every read here
+    skips it). False when it was already hidden. The ProjectDeletion workflow purges it."""
+    status = await conn.execute(
+        "UPDATE projects SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL", project_id
+    )
+    return status == "UPDATE 1"
+
+
+async def is_live(conn: Conn, project_id: UUID) -> bool:
+    """The project exists and is not being deleted."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM projects WHERE id = $1 AND deleted_at IS NULL)",
+            project_id,
+        )
+    )
+
+
+async def purge(conn: Conn, project_id: UUID) -> bool:
+    """Remove a hidden project's row, and with it (ON DELETE CASCADE) its members, files,
+    versions, collaboration documents, chat and AI jobs; blobs no version names any more are
+    then collected by the files-retention schedule. False when there was nothing to remove.
+    A project that is not hidden is never purged."""
+    status = await conn.execute(
+        "DELETE FROM projects WHERE id = $1 AND deleted_at IS NOT NULL", project_id
+    )
     return status == "DELETE 1"
 
 
@@ -248,7 +274,7 @@ async def standings(
         """
         SELECT w.project_id, w.user_id, m.role,
                u.id IS NOT NULL AND u.disabled_at IS NULL AS active,
-               p.id IS NOT NULL AS project
+               p.id IS NOT NULL AND p.deleted_at IS NULL AS project
         FROM unnest($1::uuid[], $2::uuid[]) AS w (project_id, user_id)
         LEFT JOIN users u ON u.id = w.user_id
         LEFT JOIN projects p ON p.id = w.project_id

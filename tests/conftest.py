@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypercorn.asyncio import serve
 from quart import Quart
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -33,7 +32,7 @@ from vaporform.cli import temporal_binary
 from vaporform.config import Config, JWTSettings, RateLimits
 from vaporform.outbox_relay import OutboxRelay
 from web.app import create_app
-from web.serving import hypercorn_config
+from web.serving import serve_in_process
 from workflows.shared import PROJECT_ID, USER_ID
 
 ADMIN_DSN = os.environ.get(
@@ -146,9 +145,8 @@ async def serving(config: Config) -> AsyncIterator[Server]:
     port = free_port()
     bound = replace(config, api_host="127.0.0.1", api_port=port)
     app = create_app(bound)
-    hconfig = hypercorn_config(bound, quiet=True)
     stop = asyncio.Event()
-    task = asyncio.create_task(serve(app, hconfig, shutdown_trigger=stop.wait))
+    task = asyncio.create_task(serve_in_process(app, bound, stop))
     server = Server(app, port)
 
     async def healthy() -> bool:

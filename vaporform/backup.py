@@ -5,8 +5,9 @@ A backup is a folder:
     manifest.json    format, time, migration level, the dump's sha256, every blob's sha256
                      and stored size
     database.dump    `pg_dump --format=custom` (one snapshot of the whole database)
-    blobs/ab/cd/...  the blob files as stored (encrypted ones stay encrypted: restoring needs
-                     the same VAPORFORM_BLOB_KEY(S))
+    ab/cd/<sha256>   the blobs as stored (encrypted ones stay encrypted: restoring needs
+                     the same VAPORFORM_BLOB_KEY(S)), from whichever blob store is configured
+                     (local or S3); a backup restores into either
 
 Consistency: the snapshot names blobs that must all be copied. Blobs are written before the
 version naming them commits, and never change; only garbage collection removes them. So the
@@ -40,7 +41,7 @@ from typing import Any
 import asyncpg
 
 from store import db
-from store.blobs import BlobStore
+from store.blobs import BlobStore, blob_key
 from store.filesystem import GC_LOCK
 
 FORMAT = "vaporform-backup/1"
@@ -97,19 +98,19 @@ async def backup(database_url: str, blobs: BlobStore, out: Path, progress: Progr
         progress("dumping the database (pg_dump, one snapshot)")
         dump = out / "database.dump"
         _run([_tool("pg_dump"), "--format=custom", f"--file={dump}", database_url], "pg_dump")
-        digests = sorted(blobs.all_digests())
-        progress(f"copying {len(digests)} blobs")
+        digests = sorted([sha256 async for sha256 in blobs.digests()])
+        progress(f"copying {len(digests)} blobs from {blobs.describe()}")
         listed: dict[str, int] = {}
         total = 0
         for count, sha256 in enumerate(digests, start=1):
-            source = blobs.path_for(sha256)
-            target = out / source.relative_to(blobs.root)
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                shutil.copyfile(source, target)
+                data = await blobs.read_stored(sha256)
             except FileNotFoundError:  # only a blob written and collected after the listing
                 continue
-            size = target.stat().st_size
+            target = out / blob_key(sha256)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            size = len(data)
             listed[sha256] = size
             total += size
             if count % _every(len(digests)) == 0:
@@ -156,8 +157,8 @@ async def restore(database_url: str, blobs: BlobStore, folder: Path, progress: P
     progress("checking the dump's checksum")
     if _file_sha256(dump) != manifest["database"]["sha256"]:
         raise BackupError("database.dump does not match its checksum: the backup is damaged")
-    if blobs.root.exists() and any(blobs.root.iterdir()):
-        raise BackupError(f"{blobs.root} is not empty: restore into an empty data dir")
+    async for _ in blobs.digests():
+        raise BackupError(f"{blobs.describe()} is not empty: restore into an empty blob store")
     await db.ensure_database(database_url)
     conn = await db.connect(database_url)
     try:
@@ -175,19 +176,17 @@ async def restore(database_url: str, blobs: BlobStore, folder: Path, progress: P
     progress(f"copying {len(listed)} blobs")
     total = 0
     for count, (sha256, size) in enumerate(sorted(listed.items()), start=1):
-        source = folder / blobs.path_for(sha256).relative_to(blobs.root)
+        source = folder / blob_key(sha256)
         if not source.exists() or source.stat().st_size != size:
             raise BackupError(f"blob {sha256} is missing or truncated in the backup")
-        target = blobs.path_for(sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        await blobs.write_stored(sha256, source.read_bytes())
         total += size
         if count % _every(len(listed)) == 0:
             progress(f"  {count}/{len(listed)} blobs")
     progress("checking blob contents")
     for sha256 in listed:
         # Opening checks the plaintext against its address (and needs the keys if encrypted).
-        if hashlib.sha256(blobs.get_sync(sha256)).hexdigest() != sha256:
+        if hashlib.sha256(await blobs.get(sha256)).hexdigest() != sha256:
             raise BackupError(f"blob {sha256} does not match its address")
     progress("restoring the database (pg_restore, one transaction)")
     _run(

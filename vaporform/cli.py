@@ -18,6 +18,8 @@ import asyncpg
 from store import db
 from store.migrate import migrate
 from vaporform import logs
+from vaporform.admin import add_commands as admin_commands
+from vaporform.admin import run as run_admin
 from vaporform.config import Config, ConfigError, load_config
 
 POSTGRES_HINT = (
@@ -191,6 +193,8 @@ async def run_dev(config: Config) -> int:
 
         started = _step(5, total, "API")
         children.append(_spawn([*me, "api"], logs_dir / "api.log"))
+        # The preview origin (web/preview_origin.py): its own process and listener.
+        children.append(_spawn([*me, "previews"], logs_dir / "previews.log"))
         base = f"http://{config.api_host}:{config.api_port}"
         await wait_for_http(base + "/healthz", 30)
         _done(started)
@@ -200,10 +204,13 @@ async def run_dev(config: Config) -> int:
         _done(started)
         print(
             "\nVaporform is running:\n"
+            f"  IDE           {base}/\n"
             f"  API           {base}/api/v1\n"
             f"  OpenAPI       {base}/openapi.json\n"
+            f"  previews      {config.previews.url} (the agent: "
+            f"{config.agent.default_url}, in the worker)\n"
             f"  Temporal UI   http://127.0.0.1:{ui_port}\n"
-            f"  logs          {logs_dir}/{{api,worker,temporal}}.log (JSON lines)\n"
+            f"  logs          {logs_dir}/{{api,worker,previews,temporal}}.log (JSON lines)\n"
             "Press Ctrl-C to stop everything.",
             flush=True,
         )
@@ -227,30 +234,75 @@ async def run_dev(config: Config) -> int:
         _stop_all(children)
 
 
-async def run_api(config: Config) -> None:
+def multiprocess_metrics(config: Config) -> Path:
+    """Several API processes share one port, so any of them answers a scrape: prometheus-client
+    keeps every process's values in files of one folder (vaporform/metrics.py). Set before a
+    process imports prometheus-client; last run's files are removed, their counts are gone."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = Path(given) if given else config.data_dir / "prometheus"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    return folder
+
+
+def run_api(config: Config, workers: int = 1) -> None:
+    """Serve the API until SIGINT/SIGTERM with the server `VAPORFORM_SERVER` names
+    (web/serving.py), in `workers` processes sharing the port."""
+    if workers > 1:
+        multiprocess_metrics(config)  # before anything imports prometheus-client
+    from web.serving import serve_granian, serve_uvicorn, server_name
+
+    name = server_name()
+    if workers > 1 and not config.redis_url:
+        raise StartupError("--workers above 1 needs REDIS_URL: the processes share its fan-out")
+    if name == "granian":
+        serve_granian(config, workers)
+    elif name == "uvicorn":
+        serve_uvicorn(config, workers)
+    else:
+        if workers != 1:
+            raise StartupError("VAPORFORM_SERVER=hypercorn serves one process: use granian")
+        asyncio.run(_run_hypercorn(config))
+
+
+async def _run_hypercorn(config: Config) -> None:
     from hypercorn.asyncio import serve
 
     from web.app import create_app
-    from web.serving import hypercorn_config
+    from web.serving import guarded, hypercorn_config
 
     hconfig = hypercorn_config(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(create_app(config), hconfig, shutdown_trigger=stop.wait)
+    await serve(guarded(create_app(config)), hconfig, shutdown_trigger=stop.wait)
 
 
-def rekey_blobs(config: Config) -> int:
+async def run_previews(config: Config) -> int:
+    """The preview origin alone: no Docker access, like the API (docs/containers.md)."""
+    from web.preview_origin import serve_previews
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve_previews(config, stop)
+    return 0
+
+
+async def rekey_blobs(config: Config) -> int:
     from store.blob_keys import BlobKeyError
-    from store.blobs import BlobStore
+    from store.blobs import build_blob_store, rekey
 
     if config.blob_keys is None:
         print("error: set VAPORFORM_BLOB_KEY or VAPORFORM_BLOB_KEYS first", file=sys.stderr)
         return 2
-    store = BlobStore(config.data_dir / "blobs", keyring=config.blob_keys)
+    store = build_blob_store(config)
     try:
-        report = store.rekey()
+        report = await rekey(store)
     except BlobKeyError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
@@ -262,10 +314,10 @@ def rekey_blobs(config: Config) -> int:
 
 
 async def run_backup(config: Config, command: str, folder: Path) -> int:
-    from store.blobs import BlobStore
+    from store.blobs import build_blob_store
     from vaporform.backup import BackupError, backup, restore
 
-    blobs = BlobStore(config.data_dir / "blobs", keyring=config.blob_keys)
+    blobs = build_blob_store(config)
     run = backup if command == "backup" else restore
     try:
         await run(config.database_url, blobs, folder, lambda line: print(line, flush=True))
@@ -279,8 +331,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vaporform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("dev", help="database, Temporal dev server, worker and API together")
-    sub.add_parser("api", help="the API on VAPORFORM_API_HOST:VAPORFORM_API_PORT")
-    sub.add_parser("worker", help="the Temporal worker")
+    api = sub.add_parser("api", help="the API on VAPORFORM_API_HOST:VAPORFORM_API_PORT")
+    api.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("VAPORFORM_API_WORKERS", "1")),
+        help="API processes sharing the port and the Redis fan-out (default 1)",
+    )
+    sub.add_parser("worker", help="the Temporal worker (and this host's agent, by default)")
+    sub.add_parser(
+        "agent", help="this Docker host's agent on VAPORFORM_AGENT_HOST:VAPORFORM_AGENT_PORT"
+    )
+    sub.add_parser(
+        "previews", help="the preview origin on VAPORFORM_PREVIEW_HOST:VAPORFORM_PREVIEW_PORT"
+    )
     sub.add_parser("migrate", help="create the database if missing and apply migrations")
     images = sub.add_parser("images", help="runtime images for project containers")
     images_sub = images.add_subparsers(dest="images_command", required=True)
@@ -298,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         ("restore", "a backup into an empty database (DATABASE_URL) and data dir"),
     ):
         sub.add_parser(name, help=text).add_argument("folder", type=Path)
+    admin_commands(sub)
     args = parser.parse_args(argv)
     if args.command == "images":
         from vaporform.images import RUNTIMES, build_command
@@ -321,10 +386,21 @@ def main(argv: list[str] | None = None) -> int:
             print("applied: " + (", ".join(applied) if applied else "nothing, up to date"))
             return 0
         if args.command == "api":
-            asyncio.run(run_api(config))
+            if args.workers < 1:
+                print("error: --workers must be at least 1", file=sys.stderr)
+                return 2
+            run_api(config, args.workers)
             return 0
         if args.command == "blobs":
-            return rekey_blobs(config)
+            return asyncio.run(rekey_blobs(config))
+        if args.command == "admin":
+            return asyncio.run(run_admin(config, args))
+        if args.command == "agent":
+            from agent.serve import run_agent
+
+            return asyncio.run(run_agent(config))
+        if args.command == "previews":
+            return asyncio.run(run_previews(config))
         if args.command in ("backup", "restore"):
             return asyncio.run(run_backup(config, args.command, args.folder))
         import worker

@@ -71,6 +71,20 @@ class Quota:
 
 
 @dataclass(frozen=True, slots=True)
+class BlobStoreSettings:
+    """Where file contents live (store/blobs.py): the data dir, or an S3 bucket that several
+    API hosts share."""
+
+    kind: str = "local"  # "local" | "s3"
+    s3_endpoint: str | None = None  # None: AWS itself; e.g. http://127.0.0.1:8333 (SeaweedFS)
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None  # None: the AWS_* environment / instance credentials
+    s3_secret_access_key: str | None = None
+    s3_prefix: str = "blobs"
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerSettings:
     # Docker activities of this engine run on this queue; a second host is a second worker.
     docker_queue: str = "docker-default"
@@ -89,6 +103,58 @@ class ContainerSettings:
     quotas: dict[str, Quota] = field(
         default_factory=lambda: {"user": Quota(), "admin": Quota(8.0, 16384, 4096, 16)}
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """The agent of a Docker host (agent/): terminals and previews under grants of the API."""
+
+    host: str = "127.0.0.1"  # where `vaporform agent` listens (an internal address)
+    port: int = 8002
+    # The agent the API calls for containers of each Docker queue; a queue not listed uses
+    # `default_url` (http://host:port).
+    urls: dict[str, str] = field(default_factory=dict)
+    # The key of grants, shared by the API and the agents only; None: derived from the JWT
+    # secret (agent/grants.py), which suits one machine.
+    secret: str | None = None
+    grant_ttl_s: int = 30  # at most 30 (agent/grants.py refuses longer)
+    in_worker: bool = True  # `vaporform worker` with a Docker engine also runs the agent
+
+    @property
+    def default_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def url_for(self, docker_queue: str | None) -> str:
+        return self.urls.get(docker_queue or "", self.default_url)
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewSettings:
+    """The preview origin (web/preview_origin.py): dev servers of containers, never on the
+    API's origin. `url` names each preview's origin; `{id}` is the preview id."""
+
+    host: str = "127.0.0.1"
+    port: int = 8001
+    url: str = "http://{id}.preview.localhost:8001"
+    max_body_bytes: int = 32 * 1024 * 1024  # request bodies into a preview
+    max_response_bytes: int = 256 * 1024 * 1024
+    timeout_s: float = 60.0  # connect, and between two chunks of a body
+    max_request_s: float = 600.0  # one whole exchange
+    max_websocket_message_bytes: int = 4 * 1024 * 1024
+    ticket_ttl_s: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """Metrics and traces (docs/observability.md)."""
+
+    # `/metrics` of the API and the worker answers only this bearer token; None: not served.
+    metrics_token: str | None = None
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9101  # 0: no metrics listener in the worker
+    # Where spans go (OTLP over HTTP, protobuf); None: no traces are recorded.
+    otlp_traces_endpoint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +194,7 @@ class Config:
     max_archive_entries: int = 10_000
     # Encryption at rest of file contents (store/blob_keys.py); None: blobs are plaintext.
     blob_keys: BlobKeyring | None = None
+    blob_store: BlobStoreSettings = field(default_factory=BlobStoreSettings)
     jwt: JWTSettings = field(default_factory=lambda: JWTSettings(secret=""))
     rate_limits: RateLimits = field(default_factory=RateLimits)
     mfa: MFASettings = field(default_factory=MFASettings)
@@ -135,7 +202,10 @@ class Config:
     trusted_proxies: tuple[Network, ...] = ()
     collab: CollabSettings = field(default_factory=CollabSettings)
     containers: ContainerSettings = field(default_factory=ContainerSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    previews: PreviewSettings = field(default_factory=PreviewSettings)
     ai: AISettings = field(default_factory=AISettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     # Cost of argon2id: OWASP's recommended minimum (19 MiB, 2 passes, 1 lane). argon2-cffi's
     # default (64 MiB, 3 passes, 4 lanes) costs ~200 ms per login on 2 cores; raise it with
     # VAPORFORM_ARGON2_* where logins are rare and cores plentiful.
@@ -236,6 +306,54 @@ def _container_settings(env: Mapping[str, str]) -> ContainerSettings:
     )
 
 
+def _agent_urls(env: Mapping[str, str], name: str) -> dict[str, str]:
+    """`queue=url,queue=url`."""
+    urls: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in (env.get(name) or "").split(","))):
+        queue, _, url = part.partition("=")
+        if not queue or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{name}: expected docker-queue=http://host:port, got {part!r}")
+        urls[queue.strip()] = url.strip().rstrip("/")
+    return urls
+
+
+def _agent_settings(env: Mapping[str, str]) -> AgentSettings:
+    base = AgentSettings()
+    ttl = _int(env, "VAPORFORM_AGENT_GRANT_TTL", base.grant_ttl_s)
+    if not 1 <= ttl <= 30:
+        raise ConfigError(f"VAPORFORM_AGENT_GRANT_TTL must be within 1..30 s, got {ttl}")
+    secret = env.get("VAPORFORM_AGENT_SECRET") or None
+    if secret is not None and len(secret) < 32:
+        raise ConfigError("VAPORFORM_AGENT_SECRET must be at least 32 characters")
+    return AgentSettings(
+        host=env.get("VAPORFORM_AGENT_HOST") or base.host,
+        port=_int(env, "VAPORFORM_AGENT_PORT", base.port),
+        urls=_agent_urls(env, "VAPORFORM_AGENT_URLS"),
+        secret=secret,
+        grant_ttl_s=ttl,
+        in_worker=_bool(env, "VAPORFORM_AGENT_IN_WORKER", base.in_worker),
+    )
+
+
+def _preview_settings(env: Mapping[str, str]) -> PreviewSettings:
+    base = PreviewSettings()
+    port = _int(env, "VAPORFORM_PREVIEW_PORT", base.port)
+    url = env.get("VAPORFORM_PREVIEW_URL") or f"http://{{id}}.preview.localhost:{port}"
+    if "{id}" not in url.partition("://")[2].partition("/")[0]:
+        raise ConfigError("VAPORFORM_PREVIEW_URL must name the preview id in its host: {id}")
+    return PreviewSettings(
+        host=env.get("VAPORFORM_PREVIEW_HOST") or base.host,
+        port=port,
+        url=url.rstrip("/"),
+        max_body_bytes=_int(env, "VAPORFORM_PREVIEW_MAX_BODY_BYTES", base.max_body_bytes),
+        max_response_bytes=_int(
+            env, "VAPORFORM_PREVIEW_MAX_RESPONSE_BYTES", base.max_response_bytes
+        ),
+        timeout_s=_float(env, "VAPORFORM_PREVIEW_TIMEOUT_S", base.timeout_s),
+        max_request_s=_float(env, "VAPORFORM_PREVIEW_MAX_REQUEST_S", base.max_request_s),
+    )
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -264,6 +382,34 @@ def _mfa_settings(env: Mapping[str, str]) -> MFASettings:
         required=_bool(env, "VAPORFORM_REQUIRE_MFA", base.required),
         challenge_ttl_s=_int(env, "VAPORFORM_MFA_CHALLENGE_TTL", base.challenge_ttl_s),
         issuer=env.get("VAPORFORM_MFA_ISSUER") or base.issuer,
+    )
+
+
+def _blob_store_settings(env: Mapping[str, str]) -> BlobStoreSettings:
+    base = BlobStoreSettings()
+    kind = (env.get("VAPORFORM_BLOB_STORE") or base.kind).strip().lower()
+    if kind not in ("local", "s3"):
+        raise ConfigError(f"VAPORFORM_BLOB_STORE must be local or s3, got {kind!r}")
+    bucket = (env.get("VAPORFORM_S3_BUCKET") or "").strip()
+    if kind == "s3" and len(bucket) < 3:
+        raise ConfigError("VAPORFORM_BLOB_STORE=s3 needs VAPORFORM_S3_BUCKET (3+ characters)")
+    endpoint = env.get("VAPORFORM_S3_ENDPOINT") or None
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"VAPORFORM_S3_ENDPOINT must be an http(s) URL, got {endpoint!r}")
+    key_id = env.get("VAPORFORM_S3_ACCESS_KEY_ID") or None
+    secret = env.get("VAPORFORM_S3_SECRET_ACCESS_KEY") or None
+    if (key_id is None) != (secret is None):
+        raise ConfigError(
+            "set both VAPORFORM_S3_ACCESS_KEY_ID and VAPORFORM_S3_SECRET_ACCESS_KEY, or neither"
+        )
+    return BlobStoreSettings(
+        kind=kind,
+        s3_endpoint=endpoint,
+        s3_bucket=bucket,
+        s3_region=env.get("VAPORFORM_S3_REGION") or base.s3_region,
+        s3_access_key_id=key_id,
+        s3_secret_access_key=secret,
+        s3_prefix=env.get("VAPORFORM_S3_PREFIX", base.s3_prefix).strip("/"),
     )
 
 
@@ -299,6 +445,23 @@ def _ai_settings(env: Mapping[str, str]) -> AISettings:
         context_tokens=_int(env, "VAPORFORM_AI_CONTEXT_TOKENS", base.context_tokens),
         test_rounds=_int(env, "VAPORFORM_AI_TEST_ROUNDS", base.test_rounds),
         test_runs=_int(env, "VAPORFORM_AI_TEST_RUNS", base.test_runs),
+    )
+
+
+def _telemetry_settings(env: Mapping[str, str]) -> TelemetrySettings:
+    base = TelemetrySettings()
+    token = env.get("VAPORFORM_METRICS_TOKEN") or None
+    if token is not None and len(token) < 16:
+        raise ConfigError("VAPORFORM_METRICS_TOKEN must be at least 16 characters")
+    # OpenTelemetry's own variables: the traces endpoint as given, or the base + /v1/traces.
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
+    if endpoint is None and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    return TelemetrySettings(
+        metrics_token=token,
+        worker_metrics_host=env.get("VAPORFORM_WORKER_METRICS_HOST") or base.worker_metrics_host,
+        worker_metrics_port=_int(env, "VAPORFORM_WORKER_METRICS_PORT", base.worker_metrics_port),
+        otlp_traces_endpoint=endpoint,
     )
 
 
@@ -340,6 +503,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_archive_bytes=_int(env, "VAPORFORM_MAX_ARCHIVE_BYTES", 64 * 1024 * 1024),
         max_archive_entries=_int(env, "VAPORFORM_MAX_ARCHIVE_ENTRIES", 10_000),
         blob_keys=_blob_keys(env),
+        blob_store=_blob_store_settings(env),
         jwt=jwt,
         rate_limits=limits,
         mfa=_mfa_settings(env),
@@ -349,7 +513,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             op_burst=_int(env, "VAPORFORM_COLLAB_OP_BURST", 200),
         ),
         containers=_container_settings(env),
+        agent=_agent_settings(env),
+        previews=_preview_settings(env),
         ai=_ai_settings(env),
+        telemetry=_telemetry_settings(env),
         argon2_time_cost=_int(env, "VAPORFORM_ARGON2_TIME_COST", 2),
         argon2_memory_kib=_int(env, "VAPORFORM_ARGON2_MEMORY_KIB", 19456),
         argon2_parallelism=_int(env, "VAPORFORM_ARGON2_PARALLELISM", 1),

@@ -1,4 +1,5 @@
-"""Structured JSON logs; each line carries the request id of the request that wrote it."""
+"""Structured JSON logs; each line carries the request id of the request that wrote it, and
+the trace and span ids of the span it was written in (vaporform/tracing.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from vaporform.tracing import current_ids
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -25,6 +28,9 @@ class JSONFormatter(logging.Formatter):
         rid = request_id.get()
         if rid is not None:
             entry["request_id"] = rid
+        ids = current_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

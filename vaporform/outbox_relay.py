@@ -3,7 +3,9 @@
 Runs in the worker. Woken by NOTIFY at commit, and polls every few seconds in case a
 notification was missed (a reconnect, a relay that was down). Workflow ids are deterministic, so
 starting one twice (a relay crashed after starting but before deleting the row) is harmless.
-Several relays can run at once: rows are claimed with SKIP LOCKED.
+Several relays can run at once: rows are claimed with SKIP LOCKED. Each item is handled in a
+span whose parent is the trace context its writer stored in the row, so a workflow started
+here is part of the request that asked for it (with the client's `TracingInterceptor`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from store import outbox
+from vaporform import metrics, tracing
 from workflows.project_created import ProjectCreatedWorkflow
+from workflows.project_deletion import ProjectDeletionWorkflow
+from workflows.project_deletion_shared import ProjectDeletionInput, project_deletion_workflow_id
 from workflows.shared import ProjectCreatedInput, project_created_workflow_id, search_attributes
 
 log = logging.getLogger("vaporform.outbox")
@@ -44,7 +51,21 @@ async def start_project_created(client: Client, task_queue: str, payload: dict[s
     )
 
 
-HANDLERS: dict[str, Handler] = {"project_created": start_project_created}
+async def start_project_deletion(client: Client, task_queue: str, payload: dict[str, Any]) -> None:
+    data = ProjectDeletionInput(**payload)
+    await client.start_workflow(
+        ProjectDeletionWorkflow.run,
+        data,
+        id=project_deletion_workflow_id(data.project_id),
+        task_queue=task_queue,
+        search_attributes=search_attributes(data.project_id, data.requested_by),
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    "project_created": start_project_created,
+    "project_deletion": start_project_deletion,
+}
 
 
 class OutboxRelay:
@@ -54,7 +75,9 @@ class OutboxRelay:
         client: Client,
         task_queue: str,
         handlers: dict[str, Handler] | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
+        self._tracer = tracer or trace.NoOpTracer()
         self._handlers = HANDLERS if handlers is None else handlers
         self._pool = pool
         self._client = client
@@ -89,10 +112,21 @@ class OutboxRelay:
             finished: list[int] = []
             for item in items:
                 try:
-                    await self._handlers[item.kind](self._client, self._task_queue, item.payload)
+                    with self._tracer.start_as_current_span(
+                        f"outbox {item.kind}",
+                        context=tracing.extract(item.trace_context),
+                        kind=SpanKind.CONSUMER,
+                        attributes={"vaporform.outbox.attempts": item.attempts},
+                    ):
+                        await self._handlers[item.kind](
+                            self._client, self._task_queue, item.payload
+                        )
+                    metrics.OUTBOX_RELAYED.labels(item.kind, "started").inc()
                 except WorkflowAlreadyStartedError:
-                    pass  # started before, by us or another relay: done
+                    # Started before, by us or another relay: done.
+                    metrics.OUTBOX_RELAYED.labels(item.kind, "duplicate").inc()
                 except (RPCError, RuntimeError, ValueError, TypeError) as exc:
+                    metrics.OUTBOX_RELAYED.labels(item.kind, "deferred").inc()
                     delay = min(MAX_BACKOFF, timedelta(seconds=2 ** min(item.attempts, 9)))
                     log.warning(
                         "outbox item deferred",

@@ -8,19 +8,21 @@ import time
 import uuid
 
 from quart import Quart, Response, g, request
-from quart_schema import HttpSecurityScheme, Info, QuartSchema
 from temporalio.client import Client as TemporalClient
 
 from store.db import create_pool
 from store.ephemeral import open_ephemeral
 from store.filesystem import build_filesystem
-from vaporform import __version__
+from vaporform import metrics
 from vaporform.config import Config
 from vaporform.logs import request_id
+from vaporform.tracing import Tracing
 from web import terminal
 from web.announcer import Announcer
 from web.auth import init_auth
+from web.blueprints import admin as admin_bp
 from web.blueprints import ai as ai_bp
+from web.blueprints import audit as audit_bp
 from web.blueprints import auth as auth_bp
 from web.blueprints import chat as chat_bp
 from web.blueprints import collab as collab_bp
@@ -28,15 +30,18 @@ from web.blueprints import containers as containers_bp
 from web.blueprints import files as files_bp
 from web.blueprints import health as health_bp
 from web.blueprints import mfa as mfa_bp
+from web.blueprints import previews as previews_bp
 from web.blueprints import projects as projects_bp
 from web.blueprints import session as session_bp
 from web.blueprints import ui as ui_bp
 from web.client_ip import client_ip
 from web.errors import register_error_handlers
 from web.limits import enforce_body_limit
+from web.openapi import init_openapi
 from web.passwords import Passwords
 from web.revocation import init_revocation
 from web.services import EXTENSION_KEY, Services
+from web.telemetry import init_telemetry
 from workflows.versioning import signal_files_changed
 
 log = logging.getLogger("vaporform.web")
@@ -58,16 +63,10 @@ def create_app(config: Config) -> Quart:
         config.max_body_bytes, config.max_archive_bytes, config.max_file_bytes * 2
     )
     app.config["QUART_SCHEMA_CONVERSION_PREFERENCE"] = "pydantic"
-    QuartSchema(
-        app,
-        info=Info(title="Vaporform API", version=__version__),
-        security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
-        security=[{"bearer": []}],
-        # The bundled doc pages load scripts from a CDN; /openapi.json is the reference.
-        swagger_ui_path=None,
-        redoc_ui_path=None,
-        scalar_ui_path=None,
-    )
+    init_openapi(app)
+    # First of the hooks: the route is noted before any other hook can refuse the request.
+    tracing = Tracing("vaporform-api", config.telemetry.otlp_traces_endpoint)
+    init_telemetry(app, tracing)
     init_auth(app)
     # Runs while serving, between the services' start and stop (web/revocation.py).
     init_revocation(app)
@@ -79,10 +78,13 @@ def create_app(config: Config) -> Quart:
     app.register_blueprint(containers_bp.blueprint)
     app.register_blueprint(containers_bp.images_blueprint)
     app.register_blueprint(terminal.blueprint)
+    app.register_blueprint(previews_bp.blueprint)
     app.register_blueprint(files_bp.blueprint)
     app.register_blueprint(collab_bp.blueprint)
     app.register_blueprint(chat_bp.blueprint)
     app.register_blueprint(ai_bp.blueprint)
+    app.register_blueprint(audit_bp.blueprint)
+    app.register_blueprint(admin_bp.blueprint)
     app.register_blueprint(session_bp.blueprint)
     app.register_blueprint(ui_bp.blueprint)
 
@@ -92,8 +94,12 @@ def create_app(config: Config) -> Quart:
             config.database_url, min_size=config.db_pool_min, max_size=config.db_pool_max
         )
         temporal = await TemporalClient.connect(
-            config.temporal_address, namespace=config.temporal_namespace, lazy=True
+            config.temporal_address,
+            namespace=config.temporal_namespace,
+            lazy=True,
+            interceptors=tracing.interceptors(),
         )
+        metrics.track_pool("api", pool)
 
         async def signal(project_id: str, paths: list[str], origin: str) -> None:
             await signal_files_changed(temporal, config.task_queue, project_id, paths, origin)
@@ -122,6 +128,7 @@ def create_app(config: Config) -> Quart:
             await announcer.close()
         found: Services | None = app.extensions.pop(EXTENSION_KEY, None)
         if found is not None:
+            metrics.untrack_pool(found.pool)
             await found.pool.close()
             await found.ephemeral.close()
 

@@ -124,7 +124,7 @@ class Revocation:
         self._watches: set[Watch] = set()
         self._pending: set[Watch] = set()
         self._wake = asyncio.Event()
-        self._active: dict[UUID, tuple[bool, float]] = {}
+        self._active: dict[UUID, tuple[users.Standing, float]] = {}
         # Bumped by every account event: a lookup that started before one is not cached.
         self._generation = 0
         self._subscription: Subscription | None = None
@@ -285,18 +285,26 @@ class Revocation:
 
     async def user_active(self, user_id: UUID) -> bool:
         """True when the user exists and is enabled (as of at most `ACTIVE_TTL_S` ago)."""
+        return (await self._standing(user_id)).active
+
+    async def user_requires_mfa(self, user_id: UUID) -> bool:
+        """Whether an admin requires MFA of the user: read with `user_active`, so a request
+        that asked that first costs nothing more."""
+        return (await self._standing(user_id)).mfa_required
+
+    async def _standing(self, user_id: UUID) -> users.Standing:
         now = time.monotonic()
         cached = self._active.get(user_id)
         if cached is not None and now - cached[1] < ACTIVE_TTL_S:
             return cached[0]
         generation = self._generation
         async with self._pool.acquire() as conn:
-            active = await users.is_active(conn, user_id)
+            found = await users.standing(conn, user_id)
         if generation == self._generation:
             if len(self._active) >= ACTIVE_CACHE_MAX:
                 self._active.clear()
-            self._active[user_id] = (active, now)
-        return active
+            self._active[user_id] = (found, now)
+        return found
 
 
 def revocations() -> Revocation:

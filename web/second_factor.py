@@ -26,6 +26,7 @@ from store import mfa as mfa_store
 from store.db import Conn
 from store.mfa import MFA
 from web.errors import APIError
+from web.revocation import revocations
 from web.services import services
 
 TOTP_DIGITS = 6
@@ -192,11 +193,20 @@ async def require_second_step(user_id: uuid.UUID) -> None:
         )
 
 
+async def mfa_required_for(user_id: uuid.UUID) -> bool:
+    """Whether the user must have MFA: VAPORFORM_REQUIRE_MFA, or an admin's flag on the user
+    (`users.mfa_required`, read with the account check every request makes anyway)."""
+    if services().config.mfa.required:
+        return True
+    return await revocations().user_requires_mfa(user_id)
+
+
 async def enforce_mfa_policy(user_id: uuid.UUID) -> None:
-    """With VAPORFORM_REQUIRE_MFA, an authenticated caller without MFA reaches only the
-    enrolment endpoints; anything else answers 403 `mfa_enrolment_required`."""
+    """With VAPORFORM_REQUIRE_MFA, or MFA required of this user by an admin, an authenticated
+    caller without MFA reaches only the enrolment endpoints; anything else answers 403
+    `mfa_enrolment_required`."""
     found = services()
-    if not found.config.mfa.required or getattr(g, _POLICY_CHECKED, False):
+    if getattr(g, _POLICY_CHECKED, False) or not await mfa_required_for(user_id):
         return
     endpoint = websocket.endpoint if has_websocket_context() else request.endpoint
     if endpoint not in ENROLMENT_ENDPOINTS:
@@ -206,7 +216,7 @@ async def enforce_mfa_policy(user_id: uuid.UUID) -> None:
             raise APIError(
                 403,
                 "mfa_enrolment_required",
-                "this deployment requires MFA: enrol at /api/v1/auth/mfa/enrol first",
+                "MFA is required of this account: enrol at /api/v1/auth/mfa/enrol first",
                 details={"enrol": "/api/v1/auth/mfa/enrol", "confirm": "/api/v1/auth/mfa/confirm"},
             )
     setattr(g, _POLICY_CHECKED, True)

@@ -1,8 +1,9 @@
 """The terminal WebSocket: an interactive shell (a tty) in the project's container.
 
-A shell is a byte stream that Temporal cannot carry, so this is the one place where the API
-talks to the Docker engine itself (`DOCKER_HOST` or the local socket). The WebSocket is a thin
-pump between the browser and the exec's hijacked socket:
+The API never opens the Docker socket: the shell is served by the agent of the container's
+Docker host (agent/terminal.py), and this WebSocket is a thin pump between the browser and
+the agent, opened with a terminal grant (agent/grants.py) that only the API can mint. The
+protocol the browser sees:
 
 - client -> server: binary frames are keystrokes (stdin); text frames are JSON controls:
   `{"type": "stdin", "data": "ls\\r"}`, `{"type": "resize", "cols": 120, "rows": 40}`,
@@ -12,153 +13,103 @@ pump between the browser and the exec's hijacked socket:
   stopped). Malformed controls get `{"type": "error", "code", "message"}` and the connection stays.
 
 Auth: `Authorization: Bearer` header or a single-use `?ticket=`. Viewers may not open one (403),
-non-members get 404, a stopped container 409, all before the WebSocket is accepted. An open
-terminal closes with code 4003 (web/revocation.py) when its user stops being an editor of the
-project (made viewer, removed), the token it was opened with is revoked, the project is deleted
-or the account disabled.
+non-members get 404, a stopped container 409, an unreachable agent 503, all before the
+WebSocket is accepted. An open terminal closes with code 4003 (web/revocation.py) when its user
+stops being an editor of the project (made viewer, removed), the token it was opened with is
+revoked, the project is deleted or the account disabled; the agent's stream is closed with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import socket
 import time
 from typing import Any
 
-from quart import Blueprint, current_app, websocket
+from quart import Blueprint, websocket
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from vaporform.images import RUNTIME_UID
+from agent.grants import HEADER, agent_key, mint
+from web import audit
 from web.access import ROLE_RANK, caller_project
-from web.blueprints.containers import current_status, touch
+from web.blueprints.containers import agent_url, current_status, touch
 from web.errors import APIError, error_response
+from web.openapi import document_errors, document_websocket
 from web.revocation import ACCESS_REVOKED_CLOSE_CODE, revocations
 from web.services import services
-from workflows.container_shared import Status
+from workflows.container_shared import ContainerStatus, Status
 
 log = logging.getLogger("vaporform.web.terminal")
 blueprint = Blueprint("terminal", __name__, url_prefix="/api/v1/projects")
 
-DOCKER_KEY = "vaporform.docker"
 TOUCH_EVERY_S = 30.0
-MAX_CONTROL_BYTES = 64 * 1024
-SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"]
+AGENT_OPEN_TIMEOUT_S = 10.0
+# Terminal output comes in chunks of at most 64 KiB (agent/terminal.py).
+MAX_AGENT_FRAME_BYTES = 1024 * 1024
 
 
-def docker_client() -> Any:
-    """The API's Docker client, made on first use (a process without a terminal needs none)."""
-    found = current_app.extensions.get(DOCKER_KEY)
-    if found is None:
-        import docker
-        import docker.errors
-
-        url = services().config.containers.docker_url
-        try:
-            found = docker.DockerClient(base_url=url) if url else docker.from_env()
-        except docker.errors.DockerException as exc:
-            raise APIError(503, "docker_unavailable", "the Docker engine is unreachable") from exc
-        current_app.extensions[DOCKER_KEY] = found
-    return found
-
-
-class TerminalSession:
-    """One shell: the exec, its raw socket and the two pumps."""
-
-    def __init__(self, client: Any, exec_id: str, wrapper: Any, sock: socket.socket) -> None:
-        self.client = client
-        self.exec_id = exec_id
-        self.wrapper = wrapper  # docker-py's SocketIO: holds a reference on the socket
-        self.sock = sock
-
-    @classmethod
-    async def open(cls, client: Any, container_id: str) -> TerminalSession:
-        def _start() -> TerminalSession:
-            api = client.api
-            exec_id = api.exec_create(
-                container_id,
-                SHELL,
-                stdin=True,
-                tty=True,
-                user=f"{RUNTIME_UID}:{RUNTIME_UID}",
-                workdir="/workspace",
-                environment={"TERM": "xterm-256color", "HOME": "/workspace"},
-            )["Id"]
-            wrapped = api.exec_start(exec_id, tty=True, socket=True)
-            raw: socket.socket = getattr(wrapped, "_sock", wrapped)
-            raw.setblocking(False)
-            return cls(client, exec_id, wrapped, raw)
-
-        return await asyncio.to_thread(_start)
-
-    async def resize(self, cols: int, rows: int) -> None:
-        await asyncio.to_thread(self.client.api.exec_resize, self.exec_id, rows, cols)
-
-    async def exit_code(self) -> int | None:
-        info = await asyncio.to_thread(self.client.api.exec_inspect, self.exec_id)
-        code = info.get("ExitCode")
-        return None if code is None else int(code)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.wrapper.close()
-            self.sock.close()
+async def open_agent_terminal(status: ContainerStatus, user_id: str) -> ClientConnection:
+    """A shell in the container, from the agent of its host."""
+    config = services().config
+    assert status.container_id is not None
+    grant = mint(
+        agent_key(config),
+        issuer=config.jwt.issuer,
+        user_id=user_id,
+        project_id=status.project_id,
+        container_id=status.container_id,
+        purpose="terminal",
+        ttl_s=config.agent.grant_ttl_s,
+    )
+    url = agent_url(status).replace("http", "ws", 1) + "/v1/terminal"
+    try:
+        return await connect(
+            url,
+            additional_headers={HEADER: grant},
+            open_timeout=AGENT_OPEN_TIMEOUT_S,
+            max_size=MAX_AGENT_FRAME_BYTES,
+            compression=None,
+            proxy=None,
+        )
+    except InvalidStatus as exc:
+        if exc.response.status_code == 409:
+            raise APIError(
+                409, "container_not_running", "the container is not running; start it first"
+            ) from exc
+        log.warning("the agent refused a terminal: %s", exc.response.status_code)
+        raise APIError(503, "agent_unavailable", "the container's host is unavailable") from exc
+    except (OSError, InvalidHandshake, TimeoutError) as exc:
+        log.warning("no agent at %s: %s", url, exc)
+        raise APIError(503, "agent_unavailable", "the container's host is unavailable") from exc
 
 
-def _control(raw: str) -> dict[str, Any]:
-    if len(raw) > MAX_CONTROL_BYTES:
-        raise ValueError("control message too large")
-    message = json.loads(raw)
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ValueError('a control message is an object with a "type"')
-    return message
-
-
-async def _pump_output(session: TerminalSession) -> None:
-    loop = asyncio.get_running_loop()
-    while True:
-        chunk = await loop.sock_recv(session.sock, 65536)
-        if not chunk:
-            return
-        await websocket.send(chunk)
-
-
-async def _pump_input(session: TerminalSession, project_id: Any, user_id: str) -> None:
-    loop = asyncio.get_running_loop()
+async def _to_agent(agent: ClientConnection, project_id: Any, user_id: str) -> None:
     last_touch = time.monotonic()
     while True:
         message = await websocket.receive()
-        data: bytes | None = None
-        if isinstance(message, bytes):
-            data = message
-        else:
-            try:
-                control = _control(message)
-                kind = control["type"]
-                if kind == "stdin" and isinstance(control.get("data"), str):
-                    data = control["data"].encode()
-                elif kind == "resize":
-                    cols, rows = int(control["cols"]), int(control["rows"])
-                    if not (1 <= cols <= 1000 and 1 <= rows <= 1000):
-                        raise ValueError("cols and rows must be within 1..1000")
-                    await session.resize(cols, rows)
-                elif kind == "ping":
-                    await websocket.send(json.dumps({"type": "pong"}))
-                else:
-                    raise ValueError(f"unknown control {kind!r}")
-            except (ValueError, KeyError, TypeError) as exc:
-                error = {"type": "error", "code": "bad_message", "message": str(exc)[:200]}
-                await websocket.send(json.dumps(error))
-                continue
-        if data:
-            await loop.sock_sendall(session.sock, data)
-            if time.monotonic() - last_touch > TOUCH_EVERY_S:
-                last_touch = time.monotonic()
-                await touch(project_id, user_id)
+        await agent.send(message)
+        if time.monotonic() - last_touch > TOUCH_EVERY_S:
+            last_touch = time.monotonic()
+            await touch(project_id, user_id)
+
+
+async def _to_browser(agent: ClientConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        async for message in agent:
+            await websocket.send(message)
 
 
 @blueprint.websocket("/<project_id>/terminal")
+@document_websocket(
+    "an interactive shell (a tty) in the project's container", "docs/protocol.md#terminal-websocket"
+)
+@document_errors(
+    (403, "`forbidden`: needs the editor role"),
+    (409, "`container_not_running`: start it first"),
+    (503, "`agent_unavailable`: the container's host; `workflow_unavailable`: retry later"),
+)
 async def terminal(project_id: str) -> Any:
     try:
         project, caller = await caller_project(project_id, need="editor")
@@ -170,14 +121,28 @@ async def terminal(project_id: str) -> Any:
                 "the container is not running; start it first",
                 details={"status": status.status},
             )
-        session = await TerminalSession.open(docker_client(), status.container_id)
+        agent = await open_agent_terminal(status, str(caller.user_id))
     except APIError as exc:
         # Refused before the WebSocket is accepted: the client sees a real HTTP status.
         response = error_response(exc.status, exc.code, exc.message, exc.details)
         response.headers.update(exc.headers)
         return response
-    await websocket.accept()
-    await touch(project.id, str(caller.user_id))
+    try:
+        await websocket.accept()
+        await touch(project.id, str(caller.user_id))
+        await audit.record_after(
+            "terminal.opened",
+            actor_id=caller.user_id,
+            project_id=project.id,
+            target=status.container_id,
+        )
+        await _pump(agent, project, caller)
+    finally:
+        with contextlib.suppress(Exception):
+            await agent.close()
+
+
+async def _pump(agent: ClientConnection, project: Any, caller: Any) -> None:
     assert caller.claims is not None
     revoked: list[str] = []
     gone = asyncio.Event()
@@ -198,29 +163,22 @@ async def terminal(project_id: str) -> Any:
         on_revoke=revoke,
         on_role=role_changed,
     )
-    output = asyncio.ensure_future(_pump_output(session))
-    stdin = asyncio.ensure_future(_pump_input(session, project.id, str(caller.user_id)))
+    output = asyncio.ensure_future(_to_browser(agent))
+    stdin = asyncio.ensure_future(_to_agent(agent, project.id, str(caller.user_id)))
     ended = asyncio.ensure_future(gone.wait())
     try:
         done, _ = await asyncio.wait({output, stdin, ended}, return_when=asyncio.FIRST_COMPLETED)
         if output in done and not revoked:
-            exit_code = await session.exit_code()
-            await websocket.send(json.dumps({"type": "exit", "exit_code": exit_code}))
-            await websocket.close(1000)
+            # The agent ended the stream: the shell exited (it sent `exit`) or the host went.
+            code = 1000 if agent.close_code == 1000 else 1011
+            await websocket.close(code, "" if code == 1000 else "the terminal's host went away")
     finally:
         watch.close()
         for task in (output, stdin, ended):
             task.cancel()
         await asyncio.gather(output, stdin, ended, return_exceptions=True)
-        session.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(agent.close(), 2)
         if revoked:
-            # The shell's input ends with the exec socket, as on any disconnect.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(websocket.close(ACCESS_REVOKED_CLOSE_CODE, revoked[0]), 2)
-
-
-@blueprint.after_app_serving
-async def _close_docker() -> None:
-    found = current_app.extensions.pop(DOCKER_KEY, None)
-    if found is not None:
-        found.close()

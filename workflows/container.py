@@ -71,6 +71,10 @@ COMPENSATION_RETRY = RetryPolicy(
 HEARTBEAT = timedelta(seconds=2)
 # The claim is one update on the pool workflow; when the pool cannot answer fast, start cold.
 CLAIM_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=2)
+# Provisioning time, recorded through the SDK's meter (skipped on replay) with `path` warm or
+# cold and `outcome` running or failed; exported with the SDK's metrics by the worker
+# (vaporform/worker_metrics.py).
+START_METRIC = "vaporform_container_start_seconds"
 
 
 def failure_reason(err: BaseException) -> str:
@@ -229,6 +233,7 @@ class ContainerWorkflow:
             idle_deadline=self._state.idle_deadline,
             error=self._state.error,
             docker_queue=self._input.docker_queue,
+            agent_url=self._input.agent_url,
         )
 
     # --- steps -----------------------------------------------------------------------
@@ -257,7 +262,9 @@ class ContainerWorkflow:
         state = self._state
         state.status, state.spec, state.error = Status.PROVISIONING, spec, None
         state.started_by = requested_by
+        began = workflow.now()
         if state.pool_id and await self._adopt_pooled(spec, state.pool_id):
+            self._record_start(began, "warm", "running")
             return
         created: str | None = None
         try:
@@ -299,8 +306,16 @@ class ContainerWorkflow:
             state.status, state.error = Status.FAILED, reason
             state.container_id, state.ports, state.started_at = None, {}, None
             state.idle_deadline = None
+            self._record_start(began, "cold", "failed")
             return
         self._running(info)
+        self._record_start(began, "cold", "running")
+
+    @staticmethod
+    def _record_start(began: datetime, path: str, outcome: str) -> None:
+        workflow.metric_meter().create_histogram_float(
+            START_METRIC, "Time to provision a project container", "s"
+        ).record((workflow.now() - began).total_seconds(), {"path": path, "outcome": outcome})
 
     def _running(self, info: ContainerInfo) -> None:
         state = self._state

@@ -125,6 +125,8 @@ class ContainerWorkflowInput:
     user_id: str
     docker_queue: str
     idle_timeout_s: int = DEFAULT_IDLE_TIMEOUT_S
+    # The agent of the Docker queue's host (terminals, previews); None: runs started before.
+    agent_url: str | None = None
     # continue-as-new when the history grows past this many events
     max_history_events: int = 2_000
     health_timeout_s: float = 20.0
@@ -169,6 +171,7 @@ class ContainerStatus:
     idle_deadline: str | None = None
     error: str | None = None
     docker_queue: str | None = None
+    agent_url: str | None = None  # the agent serving its terminals and previews
 
 
 # --- activity inputs and outputs ---------------------------------------------------------

@@ -47,6 +47,9 @@ class ProjectCreatedInput:
     owner_id: str
     name: str
     request_id: str | None = None
+    # For the audit event: the client's address and when the project was made (ISO 8601).
+    client_ip: str | None = None
+    created_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ class AuditEventInput:
     project_id: str | None
     actor_id: str | None
     details: dict[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    outcome: str = "success"
+    request_id: str | None = None
+    ip: str | None = None
+    occurred_at: str | None = None  # ISO 8601; None: when the activity records it
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import re
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from store import ai_budget
 from store.ai_budget import Budgets
 from store.db import Conn
 from store.filesystem import FileSystem, FileSystemError, checked_path
+from vaporform import metrics
 from workflows.ai_shared import (
     BUDGET_EXCEEDED,
     INVALID_ANSWER,
@@ -232,6 +234,7 @@ class AIActivities:
             if cached is not None:
                 if not await ai_budget.step_billed(conn, job_id, step_key):
                     await _record_unbilled(conn, step_key, data.job, provider.model, cached=True)
+                metrics.AI_STEPS.labels(provider.model, data.job.kind, "cached").inc()
                 return AskOutput(answer=cached, cached=True, calls=0)
         meter = BudgetMeter(
             self._pool,
@@ -246,6 +249,7 @@ class AIActivities:
         )
         if info.attempt > 1:
             await meter.release_earlier_attempts()
+        began = time.perf_counter()
         try:
             got = await provider.ask(
                 ProviderRequest(task=data.task, files=data.files, payload=data.payload),
@@ -253,6 +257,7 @@ class AIActivities:
                 meter,
             )
         except ProviderError as exc:
+            metrics.AI_STEPS.labels(provider.model, data.job.kind, "failed").inc()
             raise ApplicationError(
                 exc.message,
                 *([exc.details] if exc.details else []),
@@ -260,6 +265,10 @@ class AIActivities:
                 non_retryable=exc.kind != "retryable",
                 next_retry_delay=None if exc.retry_after_s is None else _delay(exc.retry_after_s),
             ) from None
+        metrics.AI_STEPS.labels(provider.model, data.job.kind, "answered").inc()
+        metrics.AI_STEP_DURATION.labels(provider.model, data.job.kind).observe(
+            time.perf_counter() - began
+        )
         usage = got.usage
         async with self._pool.acquire() as conn:
             if usage.calls:  # bought answers are cached; their calls are metered already

@@ -21,6 +21,7 @@ from store import ai as usage_store
 from store import ai_budget
 from store.ai_budget import Budgets
 from store.db import Conn
+from vaporform import metrics
 from workflows.ai_shared import JobRef
 
 log = logging.getLogger("vaporform.ai")
@@ -43,6 +44,7 @@ class BudgetMeter:
         self._project_id = UUID(job.project_id)
         self._user_id = UUID(job.user_id) if job.user_id else None
         self._step_key = step_key
+        self._kind = job.kind
         self._attempt = attempt
         self._model = model
         self._ttl_s = ttl_s
@@ -75,6 +77,7 @@ class BudgetMeter:
                 ttl_s=self._ttl_s,
             )
         if refused is not None:
+            metrics.AI_BUDGET_REFUSALS.labels(self._kind).inc()
             raise ProviderError(refused.message(), "budget_exceeded", details=refused.details())
         billed: list[ProviderUsage] = []
         try:
@@ -83,12 +86,25 @@ class BudgetMeter:
             if billed:
                 async with self._pool.acquire() as conn:
                     await self._record(conn, key, billed[-1])
+                self._count(billed[-1])
             else:
                 try:
                     async with self._pool.acquire() as conn:
                         await ai_budget.release(conn, key)
                 except Exception:  # it stops counting at its expiry or the step's retry
                     log.exception("could not release a reservation", extra={"call_key": key})
+
+    def _count(self, usage: ProviderUsage) -> None:
+        model, kind = self._model, self._kind
+        metrics.AI_CALLS.labels(model, kind).inc(usage.calls)
+        metrics.AI_COST.labels(model, kind).inc(usage.cost_usd)
+        for name, tokens in (
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cache_creation", usage.cache_creation_tokens),
+            ("cache_read", usage.cache_read_tokens),
+        ):
+            metrics.AI_TOKENS.labels(model, kind, name).inc(tokens)
 
     async def _record(self, conn: Conn, key: str, usage: ProviderUsage) -> None:
         async with conn.transaction():

@@ -172,8 +172,9 @@ async def test_two_parallel_jobs_against_a_budget_that_fits_one(
 
 
 async def test_usage_outlives_its_project(
-    ai_http: httpx.AsyncClient, ai_config: Config, fake_reset: FakeAnthropic
+    ai_http: httpx.AsyncClient, ai_config: Config, fake_reset: FakeAnthropic, worker: None
 ) -> None:
+    """`worker` is the session's main worker, whose outbox relay starts the deletion."""
     owner = await register(ai_http, "owner")
     pid = await project_with_source(ai_http, owner)
     fake_reset.push(Reply(text=answer({"findings": [FINDING]})))
@@ -185,9 +186,15 @@ async def test_usage_outlives_its_project(
     assert spent > 0
 
     deleted = await ai_http.delete(f"/api/v1/projects/{pid}", headers=owner.headers)
-    assert deleted.status_code == 204, deleted.text
+    assert deleted.status_code == 202, deleted.text
     conn = await db.connect(ai_config.database_url)
     try:
+        # The ProjectDeletion workflow removes the project's rows (its jobs with them).
+        async def purged() -> bool:
+            found = "SELECT count(*) = 0 FROM projects WHERE id = $1"
+            return bool(await conn.fetchval(found, uuid.UUID(pid)))
+
+        await wait_until(purged, timeout=60, what="the project's deletion")
         kept = await conn.fetch(
             "SELECT project_id, job_id, cost_usd FROM ai_usage WHERE user_id = $1",
             uuid.UUID(owner.id),

@@ -221,7 +221,7 @@ async def test_deleting_the_project_closes_every_socket(
 
     started = time.monotonic()
     deleted = await rest.delete(f"/api/v1/projects/{pid}", headers=owner.headers)
-    assert deleted.status_code == 204
+    assert deleted.status_code == 202
     for ws in sockets:
         close = await closed_by(ws, started)
         assert (close.code, close.reason) == (REVOKED, "the project was deleted")

@@ -161,8 +161,8 @@ async def test_batching_clients_get_the_same_messages_in_fewer_frames(
     nodes: tuple[Server, Server], api: httpx.AsyncClient
 ) -> None:
     owner, pid = await project_with_file(api, "b.txt", "")
-    plain = await WSClient.connect(nodes[0], pid, owner.access_token)
-    batched = await WSClient.connect(nodes[0], pid, owner.access_token, batch="1")
+    plain = await WSClient.connect(nodes[0], pid, owner.access_token, batch="0")
+    batched = await WSClient.connect(nodes[0], pid, owner.access_token)
     writer = await WSClient.connect(nodes[1], pid, owner.access_token)
     try:
         for ws in (plain, batched, writer):

@@ -7,6 +7,7 @@ it (they all carry our labels), whether the test passed or not.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
 from collections.abc import AsyncIterator, Iterator
@@ -19,10 +20,12 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from agent.serve import serve_agent
 from store import db
 from store.filesystem import FileSystem, build_filesystem
-from tests.conftest import Server, serving
+from tests.conftest import Server, free_port, serving
 from tests.docker_cleanup import managed, remove_owned
+from tests.support import wait_until
 from vaporform.config import Config
 from vaporform.images import ensure_built, has_image
 from worker import build_docker_worker
@@ -71,6 +74,13 @@ def docker_queue(run_id: str) -> str:
 def container_config(config: Config, docker_queue: str, runtime_image: str) -> Config:
     return replace(
         config,
+        # This run's agent (the `agent` fixture) and preview origin, on free ports.
+        agent=replace(config.agent, host="127.0.0.1", port=free_port()),
+        previews=replace(
+            config.previews,
+            port=(preview_port := free_port()),
+            url=f"http://{{id}}.preview.localhost:{preview_port}",
+        ),
         containers=replace(
             config.containers,
             docker_queue=docker_queue,
@@ -109,8 +119,30 @@ async def docker_worker(
 
 
 @pytest.fixture(scope="session")
+async def agent(container_config: Config, docker_client: docker.DockerClient) -> AsyncIterator[str]:
+    """This Docker host's agent (terminals, previews), as `vaporform agent` serves it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_agent(container_config, docker_client, stop, quiet=True))
+    url = container_config.agent.default_url
+
+    async def healthy() -> bool:
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(url + "/healthz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        await wait_until(healthy, timeout=15, what="the agent to answer /healthz")
+        yield url
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.fixture(scope="session")
 async def container_server(
-    container_config: Config, worker: None, docker_worker: None
+    container_config: Config, worker: None, docker_worker: None, agent: str
 ) -> AsyncIterator[Server]:
     async with serving(container_config) as found:
         yield found

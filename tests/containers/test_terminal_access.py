@@ -31,7 +31,7 @@ REVOKED = 4003
 
 @pytest.fixture(scope="module")
 async def pair(
-    container_config: Config, worker: None, docker_worker: None
+    container_config: Config, worker: None, docker_worker: None, agent: str
 ) -> AsyncIterator[tuple[Server, Server]]:
     events_only = replace(container_config, access_recheck_s=60.0)
     async with serving(events_only) as a, serving(events_only) as b:
@@ -152,5 +152,5 @@ async def test_terminal_closes_on_logout_and_project_deletion(running: Running) 
     await answers(by_other_token)
 
     started = time.monotonic()
-    assert (await rest.delete(f"/api/v1/projects/{running.pid}", headers=other)).status_code == 204
+    assert (await rest.delete(f"/api/v1/projects/{running.pid}", headers=other)).status_code == 202
     assert await closed_by(by_other_token, started) == (REVOKED, "the project was deleted")

@@ -30,7 +30,7 @@ from store.blob_keys import (
     open_blob,
     parse_keyring,
 )
-from store.blobs import BlobStore, sha256_hex
+from store.blobs import LocalBlobStore, sha256_hex
 from store.filesystem import build_filesystem
 from tests.conftest import serving
 from tests.support import Account, assert_error, create_project, register
@@ -125,7 +125,7 @@ async def content_of(http: httpx.AsyncClient, who: Account, pid: str, path: str)
 
 
 def blob_file(config: Config, sha256: str) -> Path:
-    return BlobStore(config.data_dir / "blobs").path_for(sha256)
+    return LocalBlobStore(config.data_dir / "blobs").path_for(sha256)
 
 
 def everything_under(root: Path) -> bytes:
@@ -198,7 +198,7 @@ async def test_keys_rotate_and_a_missing_or_wrong_key_fails_clearly(
 
     # Rekeying moves every blob under the writing key; then k1 can leave the ring.
     rotated = replace(own, blob_keys=ring(("k1", k1), ("k2", k2)))
-    assert rekey_blobs(rotated) == 0
+    assert await rekey_blobs(rotated) == 0
     assert key_id_of(blob_file(own, old_sha).read_bytes()) == "k2"
     async with stack(temporal_client, own, ring(("k2", k2))) as http:
         assert await content_of(http, owner, pid, "old.txt") == old
@@ -243,7 +243,7 @@ async def test_gc_collects_encrypted_blobs_and_keeps_referenced_ones(
             FileActivities(pool, fs, None).collect_garbage, RetentionInput()
         )
         assert result.blobs_deleted == 1
-        assert not fs.blobs.exists(orphan)
+        assert not await fs.blobs.exists(orphan)
         found = await fs.read(project_id, "kept.txt")
         assert found is not None
         assert found.content == kept
@@ -256,7 +256,7 @@ async def test_gc_collects_encrypted_blobs_and_keeps_referenced_ones(
 
 async def test_blob_store_round_trip_and_header(tmp_path: Path) -> None:
     keyring = ring(("k1", new_key()))
-    store = BlobStore(tmp_path, keyring=keyring)
+    store = LocalBlobStore(tmp_path, keyring=keyring)
     for content in (b"", b"x", b"VFBE\x01 looks like a header", os.urandom(70_000)):
         sha = await store.put(content)
         assert sha == hashlib.sha256(content).hexdigest()

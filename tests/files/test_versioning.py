@@ -193,7 +193,7 @@ async def test_gc_never_deletes_a_referenced_blob(config: Config, http: httpx.As
             referenced = await files.referenced_digests(conn)
         finally:
             await conn.close()
-        missing = [d for d in referenced if not fs.blobs.exists(d)]
+        missing = [d for d in referenced if not await fs.blobs.exists(d)]
         assert missing == []
         for row in await fs.listing(project_id):
             found = await fs.read(project_id, row.path)

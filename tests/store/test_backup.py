@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from store import collab, db
-from store.blobs import BlobStore
+from store.blobs import LocalBlobStore
 from tests.conftest import ADMIN_DSN
-from tests.support import create_project, register
+from tests.support import create_project, register, wait_until
 from vaporform.backup import BackupError, backup, restore
 
 PROJECT_ROWS = {
@@ -66,6 +66,14 @@ async def _seeded_project(http: httpx.AsyncClient, database_url: str) -> uuid.UU
     try:
         for text in ("hello", "the backup keeps this"):
             await collab.add_chat(conn, uuid.UUID(pid), uuid.UUID(owner.id), "Ada", text)
+
+        # The versioning workflow refreshes `metadata.files` after the writes: let it finish
+        # first, or the snapshot and the live row can differ by it.
+        async def stats_current() -> bool:
+            metadata = await conn.fetchval("SELECT metadata FROM projects WHERE id = $1", pid)
+            return bool((metadata or {}).get("files", {}).get("count") == 21)
+
+        await wait_until(stats_current, timeout=30, what="the project's file stats")
     finally:
         await conn.close()
     return uuid.UUID(pid)
@@ -86,7 +94,7 @@ async def test_backup_then_restore_gives_the_same_project(
     fresh_database: str,
 ) -> None:
     pid = await _seeded_project(http, database_url)
-    source = BlobStore(data_dir / "blobs")
+    source = LocalBlobStore(data_dir / "blobs")
     lines: list[str] = []
     folder = tmp_path / "backup"
     summary = await backup(database_url, source, folder, lines.append)
@@ -96,7 +104,7 @@ async def test_backup_then_restore_gives_the_same_project(
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["migration_level"] >= 6
 
-    target = BlobStore(tmp_path / "restored-data" / "blobs")
+    target = LocalBlobStore(tmp_path / "restored-data" / "blobs")
     await restore(fresh_database, target, folder, lines.append)
     assert await _rows(fresh_database, pid) == await _rows(database_url, pid)
     for row in (await _rows(database_url, pid))["file_versions"]:
@@ -105,7 +113,7 @@ async def test_backup_then_restore_gives_the_same_project(
     # Restoring again over what is now there is refused, before anything is touched.
     with pytest.raises(BackupError, match="not empty"):
         await restore(fresh_database, target, folder, lines.append)
-    other = BlobStore(tmp_path / "other" / "blobs")
+    other = LocalBlobStore(tmp_path / "other" / "blobs")
     with pytest.raises(BackupError, match="already has tables"):
         await restore(fresh_database, other, folder, lines.append)
 
@@ -115,12 +123,12 @@ async def test_a_damaged_backup_is_refused(
 ) -> None:
     await _seeded_project(http, database_url)
     folder = tmp_path / "backup"
-    await backup(database_url, BlobStore(data_dir / "blobs"), folder, lambda _: None)
+    await backup(database_url, LocalBlobStore(data_dir / "blobs"), folder, lambda _: None)
     with pytest.raises(BackupError, match="not empty"):
-        await backup(database_url, BlobStore(data_dir / "blobs"), folder, lambda _: None)
+        await backup(database_url, LocalBlobStore(data_dir / "blobs"), folder, lambda _: None)
     dump = folder / "database.dump"
     dump.write_bytes(dump.read_bytes()[:-10])
-    target = BlobStore(tmp_path / "restored" / "blobs")
+    target = LocalBlobStore(tmp_path / "restored" / "blobs")
     with pytest.raises(BackupError, match="checksum"):
         await restore(db.with_database(ADMIN_DSN, "unused"), target, folder, lambda _: None)
     assert not target.root.exists()

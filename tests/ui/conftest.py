@@ -1,5 +1,6 @@
 """Fixtures of the browser tests: the built bundle, Debian's chromium driven by Playwright, and
-a real stack (API, worker, Temporal, PostgreSQL, Redis, the Docker engine for terminals).
+a real stack (API, worker, Temporal, PostgreSQL, Redis, the Docker engine and this host's agent
+for terminals and previews; the preview origin, in process, for the tests that open one).
 
 The bundle is built here when it is missing or older than its sources, so `pytest tests/ui`
 works on a fresh clone that has Node (CI builds it before the tests anyway).
@@ -7,6 +8,7 @@ works on a fresh clone that has Node (CI builds it before the tests anyway).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -22,14 +24,16 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from temporalio.client import Client
 
+from agent.serve import serve_agent
 from collab.settings import CollabSettings
 from store import db
 from store.filesystem import build_filesystem
-from tests.conftest import Server, serving
+from tests.conftest import Server, free_port, serving
 from tests.docker_cleanup import managed, remove_owned
-from tests.support import Account, register
+from tests.support import Account, register, wait_until
 from vaporform.config import Config
 from vaporform.images import ensure_built
+from web.preview_origin import serve_previews
 from worker import build_docker_worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +120,14 @@ def ui_config(
     return replace(
         config,
         collab=FAST,
+        # This run's agent and preview origin, on free ports (browsers resolve *.localhost).
+        agent=replace(config.agent, host="127.0.0.1", port=free_port()),
+        previews=replace(
+            config.previews,
+            host="127.0.0.1",
+            port=(preview_port := free_port()),
+            url=f"http://{{id}}.preview.localhost:{preview_port}",
+        ),
         containers=replace(
             config.containers,
             docker_queue=ui_docker_queue,
@@ -155,9 +167,55 @@ async def ui_docker_worker(
     await remove_owned(docker_client, database_url, ui_docker_queue, before)
 
 
+async def _answers(url: str, status: int) -> bool:
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(url)).status_code == status
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="session")
+async def ui_agent(
+    ui_config: Config, docker_client: docker.DockerClient | None
+) -> AsyncIterator[str | None]:
+    """This Docker host's agent (terminals, preview relays); None without an engine."""
+    if docker_client is None:
+        yield None
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_agent(ui_config, docker_client, stop, quiet=True))
+    url = ui_config.agent.default_url
+    try:
+        await wait_until(lambda: _answers(url + "/healthz", 200), timeout=15, what="the agent")
+        yield url
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.fixture(scope="session")
+async def ui_previews(ui_config: Config, ui_server: Server) -> AsyncIterator[str]:
+    """The preview origin (`vaporform previews`, here in process): its listener's URL."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_previews(ui_config, stop, quiet=True))
+    url = f"http://{ui_config.previews.host}:{ui_config.previews.port}"
+    try:
+        # It serves nothing on a host that names no preview: 404 means it is up.
+        await wait_until(lambda: _answers(url + "/", 404), timeout=15, what="the preview origin")
+        yield url
+    finally:
+        stop.set()
+        await task
+
+
 @pytest.fixture(scope="session")
 async def ui_server(
-    ui_config: Config, worker: None, ui_docker_worker: bool, bundle: Path
+    ui_config: Config,
+    worker: None,
+    ui_docker_worker: bool,
+    ui_agent: str | None,
+    bundle: Path,
 ) -> AsyncIterator[Server]:
     async with serving(ui_config) as found:
         yield found

@@ -6,7 +6,7 @@ import httpx
 from quart import Quart
 
 from tests.conftest import Server
-from tests.support import assert_error, register
+from tests.support import assert_error, create_admin, register
 from vaporform.config import Config
 from web.app import create_app
 
@@ -90,11 +90,21 @@ async def test_unhandled_errors_are_json_500(config: Config, server: Server) -> 
         assert response.headers["X-Request-ID"]
 
 
-async def test_health_readiness_and_openapi(http: httpx.AsyncClient) -> None:
+async def test_health_readiness_and_openapi(http: httpx.AsyncClient, config: Config) -> None:
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     ready = await http.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"postgres": "ok", "temporal": "ok", "redis": "ok"}
+    # The public learns up or down, nothing about the deployment; nor does any user.
+    assert ready.json() == {"status": "ok"}
+    user = await register(http)
+    assert (await http.get("/readyz", headers=user.headers)).json() == {"status": "ok"}
+    admin = await create_admin(http, config)
+    detailed = await http.get("/readyz", headers=admin.headers)
+    assert detailed.status_code == 200
+    assert detailed.json() == {
+        "status": "ok",
+        "checks": {"postgres": "ok", "temporal": "ok", "redis": "ok"},
+    }
     spec = (await http.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.1")
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
@@ -105,18 +115,22 @@ async def test_health_readiness_and_openapi(http: httpx.AsyncClient) -> None:
     assert paths["/api/v1/auth/login"]["post"]["security"] == []
 
 
-async def test_readiness_reports_a_dead_dependency(config: Config) -> None:
+async def test_readiness_reports_a_dead_dependency(config: Config, http: httpx.AsyncClient) -> None:
     from dataclasses import replace
 
     from tests.conftest import free_port
 
+    admin = await create_admin(http, config)
     broken = replace(config, temporal_address=f"127.0.0.1:{free_port()}")
     app = create_app(broken)
     async with app.test_app() as test_app:
-        response = await test_app.test_client().get("/readyz")
+        client = test_app.test_client()
+        response = await client.get("/readyz")
         assert response.status_code == 503
-        body = await response.get_json()
-        assert body["error"]["code"] == "not_ready"
-        checks = body["error"]["details"]["checks"]
-        assert checks["postgres"] == "ok"
-        assert checks["temporal"].startswith("error")
+        assert await response.get_json() == {"status": "unavailable"}
+        detailed = await client.get("/readyz", headers=admin.headers)
+        assert detailed.status_code == 503
+        body = await detailed.get_json()
+        assert body["status"] == "unavailable"
+        assert body["checks"]["postgres"] == "ok"
+        assert body["checks"]["temporal"].startswith("error")

@@ -52,11 +52,15 @@ async def test_project_creation_runs_the_audit_workflow(
     conn: asyncpg.Connection = await db.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT action, actor_id::text, details FROM audit_events WHERE project_id = $1",
+            "SELECT action, actor_id::text, details, request_id, ip, created_at"
+            " FROM audit_events WHERE project_id = $1",
             uuid.UUID(project["id"]),
         )
     finally:
         await conn.close()
     assert [(r["action"], r["actor_id"]) for r in rows] == [("project.created", owner.id)]
     assert rows[0]["details"]["name"] == "audited"
-    assert rows[0]["details"]["request_id"]
+    assert rows[0]["request_id"]
+    assert rows[0]["ip"] == "127.0.0.1"
+    # The time of the request, not of the (later) activity.
+    assert rows[0]["created_at"].isoformat() == project["created_at"]

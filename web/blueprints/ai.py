@@ -22,9 +22,11 @@ from store import ai_budget
 from store.ai import Job
 from store.filesystem import WorkspaceConflict, checked_path
 from store.projects import Project
+from web import audit
 from web.access import caller_project, parse_uuid, project_for
 from web.auth import principal, require_auth
 from web.errors import APIError, not_found
+from web.openapi import document_errors
 from web.services import services
 from workflows.ai_changes import CodeGenerationWorkflow, DebugWorkflow
 from workflows.ai_review import CodeReviewWorkflow
@@ -186,13 +188,29 @@ async def _start(
         raise APIError(
             503, "workflow_unavailable", "the workflow service is unavailable, retry later"
         ) from exc
+    await audit.record_after(
+        "ai.job_started",
+        actor_id=caller.user_id,
+        project_id=project.id,
+        target=job_id,
+        details={"kind": kind},
+    )
     return {"job_id": job_id}, 202
+
+
+START_ERRORS: tuple[tuple[int, str], ...] = (
+    (400, "`invalid_path`"),
+    (402, "`budget_exceeded` (`details`): the project's or the caller's AI budget is spent"),
+    (403, "`forbidden`: needs the editor role"),
+    (503, "`workflow_unavailable`: retry later"),
+)
 
 
 @blueprint.post("/<project_id>/ai/reviews")
 @require_auth
 @validate_request(ReviewIn)
 @document_response(JobCreated, 202)
+@document_errors(*START_ERRORS)
 async def start_review(project_id: str, data: ReviewIn) -> tuple[dict[str, Any], int]:
     """Review files (all text files within the context budget when `paths` is left out)."""
     paths = _paths(data.paths)
@@ -209,6 +227,7 @@ async def start_review(project_id: str, data: ReviewIn) -> tuple[dict[str, Any],
 @require_auth
 @validate_request(TestsIn)
 @document_response(JobCreated, 202)
+@document_errors(*START_ERRORS)
 async def start_tests(project_id: str, data: TestsIn) -> tuple[dict[str, Any], int]:
     """Generate tests for one Python file, checked in the project's container."""
     path = checked_path(data.path)
@@ -232,6 +251,7 @@ async def start_tests(project_id: str, data: TestsIn) -> tuple[dict[str, Any], i
 @require_auth
 @validate_request(DebugIn)
 @document_response(JobCreated, 202)
+@document_errors(*START_ERRORS, (400, "`validation_error`: neither command nor error"))
 async def start_debug(project_id: str, data: DebugIn) -> tuple[dict[str, Any], int]:
     """Run `command` in the container (or take `error`) and propose a fix."""
     if not data.command and not data.error:
@@ -257,6 +277,7 @@ async def start_debug(project_id: str, data: DebugIn) -> tuple[dict[str, Any], i
 @require_auth
 @validate_request(GenerateIn)
 @document_response(JobCreated, 202)
+@document_errors(*START_ERRORS)
 async def start_generate(project_id: str, data: GenerateIn) -> tuple[dict[str, Any], int]:
     """Propose changes for `prompt`, with `paths` as context."""
     paths = _paths(data.paths) or []
@@ -331,6 +352,14 @@ async def get_job(project_id: str, job_id: str) -> dict[str, Any]:
 @blueprint.post("/<project_id>/ai/jobs/<job_id>/apply")
 @require_auth
 @document_response(AppliedOut)
+@document_errors(
+    (403, "`forbidden`: needs the editor role"),
+    (
+        409,
+        "`job_not_finished`; `nothing_to_apply`; `already_applied`; `version_conflict`: a "
+        "file changed since the job read it; `workspace_conflict` (the versions were saved)",
+    ),
+)
 async def apply_job(project_id: str, job_id: str) -> dict[str, Any]:
     """Write the job's proposed changes as new versions by the author `ai`, all or none.
 
@@ -359,6 +388,14 @@ async def apply_job(project_id: str, job_id: str) -> dict[str, Any]:
             author_kind="ai",
             message=f"AI {job.kind} job {job.id}",
             base_versions={c["path"]: int(c["base_version"]) for c in changes},
+            # Recorded with the versions, in their transaction.
+            audit=audit.entry(
+                "ai.applied",
+                actor_id=caller.user_id,
+                project_id=project.id,
+                target=str(job.id),
+                details={"kind": job.kind},
+            ),
         )
     except WorkspaceConflict as exc:
         # The versions are committed: the job is applied, the workspace copy is what failed.

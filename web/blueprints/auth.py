@@ -13,9 +13,11 @@ from quart_schema import document_response, security_scheme, validate_request
 from store import refresh_tokens, users
 from store.refresh_tokens import Outcome
 from store.users import User
+from web import audit
 from web.auth import mint_ws_ticket, principal, require_auth, revoke_access
 from web.client_ip import client_ip
 from web.errors import APIError
+from web.openapi import document_errors, document_no_content, document_optional_request
 from web.ratelimit import enforce
 from web.second_factor import MFARequiredOut, require_second_step
 from web.services import services
@@ -110,6 +112,7 @@ def _tokens(user: User, access: str, refresh: str) -> dict[str, Any]:
 @security_scheme([])
 @validate_request(RegisterIn)
 @document_response(TokensOut, 201)
+@document_errors((409, "`email_taken`"), (429, "`rate_limited`, with `Retry-After`"))
 async def register(data: RegisterIn) -> tuple[dict[str, Any], int]:
     found = services()
     limits = found.config.rate_limits
@@ -121,6 +124,7 @@ async def register(data: RegisterIn) -> tuple[dict[str, Any], int]:
         )
     if user is None:
         raise APIError(409, "email_taken", "an account with this email already exists")
+    await audit.record_after("auth.registered", actor_id=user.id, target=str(user.id))
     return await _session_for(user), 201
 
 
@@ -129,6 +133,10 @@ async def register(data: RegisterIn) -> tuple[dict[str, Any], int]:
 @validate_request(LoginIn)
 @document_response(TokensOut)
 @document_response(MFARequiredOut, 401)
+@document_errors(
+    (401, "`invalid_credentials`; `account_disabled`"),
+    (429, "`rate_limited`, with `Retry-After`"),
+)
 async def login(data: LoginIn) -> dict[str, Any]:
     found = services()
     limits = found.config.rate_limits
@@ -138,6 +146,17 @@ async def login(data: LoginIn) -> dict[str, Any]:
     async with found.pool.acquire() as conn:
         user = await users.by_email(conn, data.email)
     ok, rehash = await found.passwords.verify(user.password_hash if user else None, data.password)
+    if user is None or not ok or user.disabled:
+        await audit.record_after(
+            "auth.login",
+            actor_id=user.id if user else None,
+            target=str(user.id) if user else None,
+            outcome="failure",
+            details={
+                "email": data.email,
+                "reason": "account_disabled" if ok and user else "invalid_credentials",
+            },
+        )
     if user is None or not ok:
         raise APIError(401, "invalid_credentials", "the email or password is wrong")
     _refuse_disabled(user)
@@ -146,14 +165,27 @@ async def login(data: LoginIn) -> dict[str, Any]:
         async with found.pool.acquire() as conn:
             await users.set_password_hash(conn, user.id, new_hash)
     # A user with MFA gets a challenge here and tokens from POST /api/v1/auth/mfa/login.
-    await require_second_step(user.id)
-    return await _session_for(user)
+    try:
+        await require_second_step(user.id)
+    except APIError:
+        await audit.record_after("auth.mfa_challenge", actor_id=user.id, target=str(user.id))
+        raise
+    session = await _session_for(user)
+    await audit.record_after("auth.login", actor_id=user.id, target=str(user.id))
+    return session
 
 
 @blueprint.post("/refresh")
 @security_scheme([])
 @validate_request(RefreshIn)
 @document_response(TokensOut)
+@document_errors(
+    (
+        401,
+        "`refresh_token_reused` (every session of that login is revoked); "
+        "`invalid_refresh_token`; `account_disabled`",
+    )
+)
 async def refresh(data: RefreshIn) -> dict[str, Any]:
     found = services()
     settings = found.config.jwt
@@ -167,6 +199,8 @@ async def refresh(data: RefreshIn) -> dict[str, Any]:
         )
         user = await users.by_id(conn, spent.user_id) if spent is not None else None
     if outcome is Outcome.REUSED:
+        assert spent is not None
+        await audit_refresh_reuse(spent.user_id, spent.family_id)
         raise APIError(
             401,
             "refresh_token_reused",
@@ -182,6 +216,8 @@ async def refresh(data: RefreshIn) -> dict[str, Any]:
 
 @blueprint.post("/logout")
 @require_auth
+@document_optional_request(LogoutIn)
+@document_no_content("Logged out: the access token is revoked at once")
 async def logout() -> tuple[str, int]:
     """Revoke the access token at once, and the refresh token's family when one is given."""
     caller = await principal()
@@ -194,7 +230,24 @@ async def logout() -> tuple[str, int]:
             await refresh_tokens.revoke_token(
                 conn, token=body.refresh_token, user_id=caller.user_id
             )
+    await audit.record_after(
+        "auth.logout",
+        actor_id=caller.user_id,
+        target=str(caller.user_id),
+        details={"refresh_token_revoked": body.refresh_token is not None},
+    )
     return "", 204
+
+
+async def audit_refresh_reuse(user_id: uuid.UUID, family_id: uuid.UUID) -> None:
+    """A spent refresh token came back (stolen, or a client bug): its family is revoked."""
+    await audit.record_after(
+        "auth.refresh_reused",
+        actor_id=user_id,
+        target=str(user_id),
+        outcome="failure",
+        details={"family_id": str(family_id)},
+    )
 
 
 @blueprint.get("/me")

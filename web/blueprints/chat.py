@@ -13,6 +13,7 @@ from store import collab as store
 from web.access import project_for
 from web.auth import principal, require_auth
 from web.errors import APIError, not_found
+from web.openapi import document_errors
 from web.services import services
 
 blueprint = Blueprint("chat", __name__, url_prefix="/api/v1/projects")
@@ -42,6 +43,7 @@ class ChatPage(BaseModel):
 @require_auth
 @document_querystring(ChatQuery)
 @document_response(ChatPage)
+@document_errors((400, "`invalid_query` (`details.field`)"))
 async def chat_history(project_id: str) -> dict[str, Any]:
     """Newest first; `before` is a message_id (exclusive), `limit` 1-200 (default 50)."""
     caller = await principal()

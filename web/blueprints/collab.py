@@ -20,15 +20,19 @@ from collab.session import Session
 from store import users
 from store.collab import create_lean_pool
 from store.filesystem import ChangeEvent
+from vaporform import metrics
 from web.access import project_for
 from web.auth import principal
 from web.errors import APIError, error_response, not_found
+from web.openapi import document_websocket
 from web.revocation import ACCESS_REVOKED_CLOSE_CODE, revocations
 from web.services import services
+from web.telemetry import app_tracing
 
 blueprint = Blueprint("collab", __name__, url_prefix="/api/v1/projects")
 
 HUB_KEY = "vaporform.collab"
+STUCK_WRITER_S = 2.0
 
 
 async def collab_hub() -> Hub:
@@ -48,11 +52,13 @@ async def _build_hub() -> Hub:
     config = found.config
     # Commits get a pool of their own, of connections that skip the reset on release.
     pool = await create_lean_pool(config.database_url, max_size=max(2, config.db_pool_max // 2))
+    metrics.track_pool("collab", pool)
     hub = Hub(
         pool,
         open_broker(config.redis_url, config.redis_prefix),
         FileSystemFiles(found.files),
         config.collab,
+        tracer=app_tracing().tracer,
     )
     # A write through the file system (REST, restore, archive import) becomes an op in the
     # live document of that path, on whichever node has it open.
@@ -72,10 +78,15 @@ async def _close_hub() -> None:
     found: Hub | None = current_app.extensions.pop(HUB_KEY, None)
     if found is not None:
         await found.close()
+        metrics.untrack_pool(found.pool)
         await found.pool.close()
 
 
 @blueprint.websocket("/<project_id>/collab")
+@document_websocket(
+    "live editing of the project's files, cursors, presence and chat",
+    "docs/protocol.md",
+)
 async def collab(project_id: str) -> Any:
     try:
         caller = await principal()
@@ -97,7 +108,8 @@ async def collab(project_id: str) -> Any:
         name=user.name,
         role=project.role,
         settings=hub.settings,
-        batching=websocket.args.get("batch") == "1",
+        # Array frames unless the client asks for one envelope per frame (docs/protocol.md).
+        batching=websocket.args.get("batch") != "0",
     )
     kicked = asyncio.Event()
     session.on_kick = kicked.set
@@ -130,14 +142,20 @@ async def collab(project_id: str) -> Any:
         watch.close()
         for task in (writer, reader, stuck):
             task.cancel()
-        await asyncio.gather(writer, reader, stuck, return_exceptions=True)
-        if session.close_code is not None:
-            # The writer may be blocked on a full socket: don't wait for ever to say goodbye.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(websocket.close(session.close_code, session.close_reason), 2)
+        # A writer blocked on a full socket may not give in to the cancel at once (Granian
+        # finishes the send first): leave the session without it rather than wait for ever.
+        await asyncio.wait({writer, reader, stuck}, timeout=STUCK_WRITER_S)
+        # Leave the room before saying goodbye: the close handshake of a stuck socket may
+        # never finish (and the server may cancel this handler meanwhile).
         with contextlib.suppress(Exception):
             await session.close()
         await hub.exit(room)
+        if session.close_code is not None:
+            with contextlib.suppress(Exception):
+                goodbye = asyncio.ensure_future(
+                    websocket.close(session.close_code, session.close_reason)
+                )
+                await asyncio.wait({goodbye}, timeout=STUCK_WRITER_S)
 
 
 async def _pump_in(session: Session) -> None:
@@ -147,11 +165,8 @@ async def _pump_in(session: Session) -> None:
 
 async def _pump_out(session: Session) -> None:
     while True:
-        text = await session.outbox.get()
-        if text is None:
+        frames = await session.outbox.frames()
+        if frames is None:
             return
-        if session.batching and not session.outbox.empty():
-            text = session.batch(text)
-            if text is None:
-                return
-        await websocket.send(text)
+        for frame in frames:
+            await websocket.send(frame)

@@ -25,10 +25,13 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from store import quotas
 from vaporform.config import ContainerSettings, Quota
+from web import audit
 from web.access import caller_project
 from web.auth import require_auth
 from web.errors import APIError
+from web.openapi import document_errors, document_no_content
 from web.services import services
 from workflows.container import ContainerWorkflow
 from workflows.container_ops import ExecWorkflow, ListImagesWorkflow
@@ -57,6 +60,9 @@ blueprint = Blueprint("containers", __name__, url_prefix="/api/v1/projects")
 images_blueprint = Blueprint("images", __name__, url_prefix="/api/v1/images")
 
 T = TypeVar("T")
+
+UNAVAILABLE = (503, "`workflow_unavailable`: retry later")
+EDITOR = (403, "`forbidden`: needs the editor role")
 
 IMAGE_NAME = re.compile(r"^vaporform/runtime-[a-z0-9][a-z0-9._-]{0,63}(:[A-Za-z0-9._-]{1,64})?$")
 
@@ -184,6 +190,35 @@ def _spec(data: ContainerIn, project_config: dict[str, Any], role: str) -> Conta
     )
 
 
+async def _check_running_quota(project_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """A user with a `containers_running` quota (store/quotas.py) may hold that many running
+    containers: the project workflows they started that still run. Starting one that runs
+    already adds none. Counted in Temporal's visibility store, which can trail by a moment,
+    so two starts at the same instant may both pass."""
+    found = services()
+    async with found.pool.acquire() as conn:
+        limit = (await quotas.get(conn, user_id)).containers_running
+    if limit is None:
+        return
+    if (await current_status(project_id)).status in (Status.PROVISIONING, Status.RUNNING):
+        return
+    query = (
+        f"WorkflowType = 'ContainerWorkflow' AND ExecutionStatus = 'Running' "
+        f"AND UserId = '{user_id}'"
+    )
+    try:
+        running = (await found.temporal.count_workflows(query)).count
+    except RPCError as exc:
+        raise unavailable(exc) from exc
+    if running >= limit:
+        raise APIError(
+            400,
+            "quota_exceeded",
+            f"you run {running} container(s); your limit is {limit}",
+            details={"limit": "containers_running", "requested": running + 1, "maximum": limit},
+        )
+
+
 def pool_for(spec: ContainerSpec, settings: ContainerSettings) -> str | None:
     """The warm pool that can serve `spec` on this API's Docker host, if one is configured."""
     pools = configured_pools(settings.default_image, settings.pool_size, settings.pool_images)
@@ -217,15 +252,32 @@ async def current_status(project_id: uuid.UUID) -> ContainerStatus:
     return found
 
 
+def agent_url(status: ContainerStatus) -> str:
+    """The agent that serves the container's terminals and previews: the one its workflow
+    recorded, or (workflows started before agents were recorded) the one configured for its
+    Docker queue."""
+    return status.agent_url or services().config.agent.url_for(status.docker_queue)
+
+
 @blueprint.post("/<project_id>/container")
 @require_auth
 @validate_request(ContainerIn)
 @document_response(ContainerOut, 202)
+@document_errors(
+    (
+        400,
+        "`quota_exceeded` (`details: {limit, requested, maximum}`); `invalid_image`; "
+        "`invalid_ports`; `ports_need_network`",
+    ),
+    EDITOR,
+    UNAVAILABLE,
+)
 async def start_container(project_id: str, data: ContainerIn) -> tuple[dict[str, Any], int]:
     """Ensure the project's container runs; answers once it runs (or failed, with the reason)."""
     project, caller = await caller_project(project_id, need="editor")
     role = caller.claims.role if caller.claims else "user"
     spec = _spec(data, project.config, role)
+    await _check_running_quota(project.id, caller.user_id)
     found = services()
     pid, uid = str(project.id), str(caller.user_id)
     settings = found.config.containers
@@ -237,6 +289,7 @@ async def start_container(project_id: str, data: ContainerIn) -> tuple[dict[str,
                 project_id=pid,
                 user_id=uid,
                 docker_queue=settings.docker_queue,
+                agent_url=found.config.agent.url_for(settings.docker_queue),
                 idle_timeout_s=settings.idle_timeout_s,
                 health_timeout_s=float(settings.health_timeout_s),
             ),
@@ -251,6 +304,14 @@ async def start_container(project_id: str, data: ContainerIn) -> tuple[dict[str,
                 EnsureRunningInput(spec=spec, requested_by=uid, pool_id=pool_for(spec, settings)),
                 start_workflow_operation=operation,
             )
+            await audit.record_after(
+                "container.started",
+                actor_id=caller.user_id,
+                project_id=project.id,
+                target=workflow_id,
+                outcome="failure" if status.status == Status.FAILED else "success",
+                details={"image": spec.image, "status": status.status, "error": status.error},
+            )
             return _public(status), 202
         except RPCError as exc:
             # The workflow may complete (its container stopped) just as the update arrives:
@@ -264,6 +325,7 @@ async def start_container(project_id: str, data: ContainerIn) -> tuple[dict[str,
 @blueprint.get("/<project_id>/container")
 @require_auth
 @document_response(ContainerOut)
+@document_errors(UNAVAILABLE)
 async def get_container(project_id: str) -> dict[str, Any]:
     project, _ = await caller_project(project_id)
     return _public(await current_status(project.id))
@@ -272,6 +334,7 @@ async def get_container(project_id: str) -> dict[str, Any]:
 @blueprint.post("/<project_id>/container/stop")
 @require_auth
 @document_response(ContainerOut, 202)
+@document_errors(EDITOR, UNAVAILABLE)
 async def stop_container(project_id: str) -> tuple[dict[str, Any], int]:
     project, caller = await caller_project(project_id, need="editor")
     stop = StopInput(requested_by=str(caller.user_id))
@@ -280,12 +343,20 @@ async def stop_container(project_id: str) -> tuple[dict[str, Any], int]:
     )
     if status is None:  # no running workflow: nothing to stop
         status = await current_status(project.id)
+    await audit.record_after(
+        "container.stopped",
+        actor_id=caller.user_id,
+        project_id=project.id,
+        target=status.workflow_id,
+        details={"status": status.status},
+    )
     return _public(status), 202
 
 
 @blueprint.post("/<project_id>/container/restart")
 @require_auth
 @document_response(ContainerOut, 202)
+@document_errors(EDITOR, (409, "`container_not_running`"), UNAVAILABLE)
 async def restart_container(project_id: str) -> tuple[dict[str, Any], int]:
     project, caller = await caller_project(project_id, need="editor")
     restart = StopInput(requested_by=str(caller.user_id))
@@ -297,11 +368,20 @@ async def restart_container(project_id: str) -> tuple[dict[str, Any], int]:
         status = None
     if status is None:
         raise APIError(409, "container_not_running", "start the container first")
+    await audit.record_after(
+        "container.restarted",
+        actor_id=caller.user_id,
+        project_id=project.id,
+        target=status.workflow_id,
+        details={"status": status.status},
+    )
     return _public(status), 202
 
 
 @blueprint.post("/<project_id>/container/touch")
 @require_auth
+@document_no_content("The idle deadline moved")
+@document_errors(EDITOR, UNAVAILABLE)
 async def touch_container(project_id: str) -> tuple[str, int]:
     """Activity from the IDE: push the idle deadline back."""
     project, caller = await caller_project(project_id, need="editor")
@@ -318,6 +398,13 @@ async def touch(project_id: uuid.UUID, user_id: str) -> None:
 @require_auth
 @validate_request(ExecIn)
 @document_response(ExecOut)
+@document_errors(
+    (400, "`quota_exceeded` (timeout_s); `invalid_command`"),
+    EDITOR,
+    (409, "`container_not_running`"),
+    (502, "`exec_failed`"),
+    UNAVAILABLE,
+)
 async def exec_command(project_id: str, data: ExecIn) -> dict[str, Any]:
     """Run a command (no shell unless you call one) as the container's user, in /workspace."""
     project, caller = await caller_project(project_id, need="editor")
@@ -371,6 +458,17 @@ async def exec_command(project_id: str, data: ExecIn) -> dict[str, Any]:
         raise APIError(502, "exec_failed", "the command could not be run") from exc
     except RPCError as exc:
         raise unavailable(exc) from exc
+    await audit.record_after(
+        "container.exec",
+        actor_id=caller.user_id,
+        project_id=project.id,
+        target=status.container_id,
+        # The command as run, within reason: an argument may be 64 KiB.
+        details={
+            "command": [arg[:256] for arg in data.command[:32]],
+            "exit_code": result.exit_code,
+        },
+    )
     return {
         "exit_code": result.exit_code,
         "stdout": result.stdout,
@@ -384,6 +482,7 @@ async def exec_command(project_id: str, data: ExecIn) -> dict[str, Any]:
 @images_blueprint.get("")
 @require_auth
 @document_response(ImageList)
+@document_errors(UNAVAILABLE)
 async def list_images() -> dict[str, Any]:
     """The runtime images on the Docker host, as `vaporform images build` made them."""
     found = services()

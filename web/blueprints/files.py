@@ -8,7 +8,7 @@ import binascii
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, request
@@ -18,10 +18,17 @@ from collab.ot import utf16_len
 from store.archive import ArchiveError, ArchiveLimits, archive_pieces, read_archive
 from store.filesystem import FileContent, FileSystem
 from store.paths import InvalidPath, normalize_prefix
+from web import audit
 from web.access import caller_project
 from web.auth import require_auth
 from web.errors import APIError, not_found
 from web.limits import body_limit
+from web.openapi import (
+    document_errors,
+    document_no_content,
+    document_raw_request,
+    document_raw_response,
+)
 from web.services import services
 
 blueprint = Blueprint("files", __name__, url_prefix="/api/v1/projects/<project_id>")
@@ -78,6 +85,77 @@ class WriteOut(BaseModel):
     version: int
 
 
+class FileListing(BaseModel):
+    path: str
+    size: int
+    language: str | None
+    version: int
+    updated_at: str
+
+
+class FileList(BaseModel):
+    items: list[FileListing]
+
+
+class FileOut(BaseModel):
+    path: str
+    content: str = Field(description="the text, or base64 when `encoding` is base64")
+    encoding: Literal["utf-8", "base64"]
+    version: int
+    language: str | None
+    size: int
+    sha256: str
+    updated_at: str
+
+
+class Moved(BaseModel):
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+
+
+class MoveOut(BaseModel):
+    moved: list[Moved]
+
+
+class VersionOut(BaseModel):
+    version: int
+    path: str
+    author_id: str | None
+    author: str = Field(description="who wrote it: `user`, `ai` or `container`")
+    message: str
+    size: int
+    sha256: str
+    created_at: str
+
+
+class HistoryOut(BaseModel):
+    items: list[VersionOut] = Field(description="newest first")
+
+
+class DiffOut(BaseModel):
+    diff: str = Field(description="a unified diff")
+
+
+class SearchHit(BaseModel):
+    path: str
+    line: int
+    column: int = Field(description="1-based, in UTF-16 code units")
+    preview: str
+
+
+class SearchOut(BaseModel):
+    items: list[SearchHit]
+
+
+class ImportOut(BaseModel):
+    files: list[WriteOut]
+
+
+EDITOR = (403, "`forbidden`: needs the editor role")
+BAD_PATH = (400, "`invalid_path` (`details.reason`)")
+UNREADABLE = (500, "`blob_unreadable`: a blob key is missing from the configuration")
+
+
 def _fs() -> FileSystem:
     return services().files
 
@@ -124,6 +202,8 @@ def _content_out(found: FileContent) -> dict[str, Any]:
 @blueprint.get("/files")
 @require_auth
 @document_querystring(ListQuery)
+@document_response(FileList)
+@document_errors((400, "`invalid_path`: a bad prefix"))
 async def list_files(project_id: str) -> dict[str, Any]:
     project, _ = await caller_project(project_id)
     try:
@@ -139,6 +219,8 @@ async def list_files(project_id: str) -> dict[str, Any]:
 @blueprint.get("/files/<path:path>")
 @require_auth
 @document_querystring(ReadQuery)
+@document_response(FileOut)
+@document_errors(BAD_PATH, (400, "`validation_error`: a bad version"), UNREADABLE)
 async def read_file(project_id: str, path: str) -> dict[str, Any]:
     project, _ = await caller_project(project_id)
     version = _optional_int("version", minimum=1)
@@ -153,6 +235,18 @@ async def read_file(project_id: str, path: str) -> dict[str, Any]:
 @body_limit("max_file_bytes")
 @validate_request(FileWrite)
 @document_response(WriteOut, 201)
+@document_response(WriteOut, 200)
+@document_errors(
+    BAD_PATH,
+    (400, "`invalid_base64`; `invalid_encoding` (lone surrogates); `quota_exceeded`"),
+    EDITOR,
+    (
+        409,
+        "`version_conflict` (`details.current_version`) when `base_version` is not current; "
+        "`too_many_files`; `path_conflict`; `workspace_conflict` (the version was saved)",
+    ),
+    (413, "the limit is VAPORFORM_MAX_FILE_BYTES"),
+)
 async def write_file(project_id: str, path: str, data: FileWrite) -> tuple[dict[str, Any], int]:
     project, caller = await caller_project(project_id, "editor")
     if data.encoding == "base64":
@@ -171,30 +265,50 @@ async def write_file(project_id: str, path: str, data: FileWrite) -> tuple[dict[
         author_id=caller.user_id,
         message=data.message,
         base_version=data.base_version,
+        audit=audit.entry("file.written", actor_id=caller.user_id, project_id=project.id),
     )
     return {"path": result.path, "version": result.version}, 201 if result.created else 200
 
 
 @blueprint.delete("/files/<path:path>")
 @require_auth
+@document_no_content("Deleted (a soft delete: the history stays)")
+@document_errors(BAD_PATH, EDITOR, (409, "`workspace_conflict`"))
 async def delete_file(project_id: str, path: str) -> tuple[str, int]:
     project, caller = await caller_project(project_id, "editor")
-    await _fs().delete(project.id, path, author_id=caller.user_id)
+    await _fs().delete(
+        project.id,
+        path,
+        author_id=caller.user_id,
+        audit=audit.entry("file.deleted", actor_id=caller.user_id, project_id=project.id),
+    )
     return "", 204
 
 
 @blueprint.post("/fs/move")
 @require_auth
 @validate_request(MoveIn)
+@document_response(MoveOut)
+@document_errors(BAD_PATH, EDITOR, (409, "`path_conflict`; `workspace_conflict`"))
 async def move(project_id: str, data: MoveIn) -> dict[str, Any]:
     project, caller = await caller_project(project_id, "editor")
-    pairs = await _fs().move(project.id, data.source, data.target, author_id=caller.user_id)
+    pairs = await _fs().move(
+        project.id,
+        data.source,
+        data.target,
+        author_id=caller.user_id,
+        audit=audit.entry(
+            "file.moved", actor_id=caller.user_id, project_id=project.id, target=data.source
+        ),
+    )
     return {"moved": [{"from": old, "to": new} for old, new in pairs]}
 
 
 @blueprint.get("/history")
 @require_auth
 @document_querystring(PathQuery)
+@document_response(HistoryOut)
+@document_errors(BAD_PATH, (400, "`validation_error`: no path"))
 async def history(project_id: str) -> dict[str, Any]:
     project, _ = await caller_project(project_id)
     versions = await _fs().history(project.id, _str_arg("path"))
@@ -206,6 +320,8 @@ async def history(project_id: str) -> dict[str, Any]:
 @blueprint.get("/diff")
 @require_auth
 @document_querystring(DiffQuery)
+@document_response(DiffOut)
+@document_errors(BAD_PATH, (400, "`validation_error`: a bad path, from or to"), UNREADABLE)
 async def diff(project_id: str) -> dict[str, Any]:
     project, _ = await caller_project(project_id)
     path = _str_arg("path")
@@ -217,9 +333,21 @@ async def diff(project_id: str) -> dict[str, Any]:
 @require_auth
 @validate_request(RestoreIn)
 @document_response(WriteOut)
+@document_errors(BAD_PATH, EDITOR, (409, "`too_many_files`; `workspace_conflict`"), UNREADABLE)
 async def restore(project_id: str, data: RestoreIn) -> dict[str, Any]:
     project, caller = await caller_project(project_id, "editor")
-    result = await _fs().restore(project.id, data.path, data.version, author_id=caller.user_id)
+    result = await _fs().restore(
+        project.id,
+        data.path,
+        data.version,
+        author_id=caller.user_id,
+        audit=audit.entry(
+            "file.restored",
+            actor_id=caller.user_id,
+            project_id=project.id,
+            details={"restored_version": data.version},
+        ),
+    )
     return {"path": result.path, "version": result.version}
 
 
@@ -244,6 +372,8 @@ def glob_to_regex(glob: str) -> str:
 @blueprint.get("/search")
 @require_auth
 @document_querystring(SearchQuery)
+@document_response(SearchOut)
+@document_errors((400, "`validation_error`; `invalid_regex`; `search_timeout`: narrow it down"))
 async def search(project_id: str) -> dict[str, Any]:
     project, _ = await caller_project(project_id)
     query = _str_arg("q")
@@ -275,6 +405,8 @@ async def search(project_id: str) -> dict[str, Any]:
 
 @blueprint.get("/archive")
 @require_auth
+@document_raw_response("application/gzip", "The project's live files as a .tar.gz")
+@document_errors(UNREADABLE)
 async def export_archive(project_id: str) -> Response:
     project, _ = await caller_project(project_id)
     fs = _fs()
@@ -304,6 +436,14 @@ async def export_archive(project_id: str) -> Response:
 @blueprint.post("/archive")
 @require_auth
 @body_limit("max_archive_bytes")
+@document_raw_request("application/gzip", "a .tar.gz; each regular file becomes a version")
+@document_response(ImportOut)
+@document_errors(
+    (400, "`invalid_archive` (`details.entry`); `invalid_path`; `quota_exceeded`"),
+    EDITOR,
+    (409, "`too_many_files`; `path_conflict`; `workspace_conflict`"),
+    (413, "the limit is VAPORFORM_MAX_ARCHIVE_BYTES"),
+)
 async def import_archive(project_id: str) -> dict[str, Any]:
     project, caller = await caller_project(project_id, "editor")
     config = services().config
@@ -319,6 +459,10 @@ async def import_archive(project_id: str) -> dict[str, Any]:
     except ArchiveError as exc:
         raise APIError(400, exc.code, exc.message, details=dict(exc.details)) from None
     results = await _fs().write_many(
-        project.id, items, author_id=caller.user_id, message="imported from an archive"
+        project.id,
+        items,
+        author_id=caller.user_id,
+        message="imported from an archive",
+        audit=audit.entry("file.imported", actor_id=caller.user_id, project_id=project.id),
     )
     return {"files": [{"path": r.path, "version": r.version} for r in results]}

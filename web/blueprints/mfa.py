@@ -16,11 +16,12 @@ from quart_schema import document_response, security_scheme, validate_request
 from store import mfa as mfa_store
 from store import users
 from store.mfa import MFA
-from web import second_factor
+from web import audit, second_factor
 from web.auth import principal, require_auth
 from web.blueprints.auth import Strict, TokensOut, _session_for
 from web.client_ip import client_ip
 from web.errors import APIError
+from web.openapi import document_errors
 from web.ratelimit import enforce
 from web.services import services
 
@@ -44,7 +45,9 @@ class MFAStatusOut(BaseModel):
     enabled: bool
     pending: bool = Field(description="an enrolment was begun and awaits its confirming code")
     recovery_codes_remaining: int
-    required: bool = Field(description="this deployment requires MFA of every user")
+    required: bool = Field(
+        description="MFA is required of this user (by the deployment, or by an admin)"
+    )
 
 
 class EnrolOut(BaseModel):
@@ -82,7 +85,7 @@ async def _status(user_id: uuid.UUID) -> dict[str, Any]:
         "enabled": current is not None and current.enabled,
         "pending": current is not None and not current.enabled,
         "recovery_codes_remaining": codes.remaining if current is not None else 0,
-        "required": found.config.mfa.required,
+        "required": await second_factor.mfa_required_for(user_id),
     }
 
 
@@ -113,6 +116,7 @@ async def status() -> dict[str, Any]:
 @blueprint.post("/enrol")
 @require_auth
 @document_response(EnrolOut)
+@document_errors((409, "`mfa_already_enabled`"), (429, "`rate_limited`"))
 async def enrol() -> dict[str, Any]:
     """Begin enrolment: a new secret, as an otpauth:// URI and its QR code. Nothing changes
     for logins until POST /confirm; enrolling again replaces an unconfirmed secret."""
@@ -135,6 +139,11 @@ async def enrol() -> dict[str, Any]:
 @require_auth
 @validate_request(ConfirmIn)
 @document_response(RecoveryCodesOut)
+@document_errors(
+    (400, "`invalid_mfa_code`"),
+    (409, "`mfa_already_enabled`; `mfa_not_enrolling`"),
+    (429, "`rate_limited`"),
+)
 async def confirm(data: ConfirmIn) -> dict[str, Any]:
     """Turn MFA on with a code of the enrolled secret; answers the 10 recovery codes, once."""
     caller = await principal()
@@ -148,13 +157,20 @@ async def confirm(data: ConfirmIn) -> dict[str, Any]:
             raise APIError(409, "mfa_not_enrolling", "begin with POST /api/v1/auth/mfa/enrol")
         if not await second_factor.accept_totp(conn, current, data.code, confirming=True):
             raise second_factor.invalid_code(400)
-    return {"recovery_codes": await _new_recovery_codes(caller.user_id)}
+    codes = await _new_recovery_codes(caller.user_id)
+    await audit.record_after(
+        "auth.mfa_enabled", actor_id=caller.user_id, target=str(caller.user_id)
+    )
+    return {"recovery_codes": codes}
 
 
 @blueprint.post("/login")
 @security_scheme([])
 @validate_request(MFALoginIn)
 @document_response(TokensOut)
+@document_errors(
+    (401, "`invalid_mfa_challenge`: log in again; `invalid_mfa_code`"), (429, "`rate_limited`")
+)
 async def login(data: MFALoginIn) -> dict[str, Any]:
     """The second step of a login: the challenge from the 401 `mfa_required` of
     POST /api/v1/auth/login, and a TOTP or recovery code. A challenge grants one login and
@@ -177,8 +193,13 @@ async def login(data: MFALoginIn) -> dict[str, Any]:
         accepted = await second_factor.accept_code(conn, current, data.code)
     if not accepted:
         await second_factor.give_back(data.challenge, challenge, failed=True)
+        await audit.record_after(
+            "auth.mfa_login", actor_id=user.id, target=str(user.id), outcome="failure"
+        )
         raise second_factor.invalid_code()
-    return await _session_for(user)
+    session = await _session_for(user)
+    await audit.record_after("auth.mfa_login", actor_id=user.id, target=str(user.id))
+    return session
 
 
 async def _check_own_code(user_id: uuid.UUID, code: str) -> None:
@@ -196,21 +217,30 @@ async def _check_own_code(user_id: uuid.UUID, code: str) -> None:
 @require_auth
 @validate_request(CodeIn)
 @document_response(RecoveryCodesOut)
+@document_errors((400, "`invalid_mfa_code`"), (409, "`mfa_not_enabled`"), (429, "`rate_limited`"))
 async def regenerate(data: CodeIn) -> dict[str, Any]:
     """Replace every recovery code with 10 new ones (shown once), given a current code."""
     caller = await principal()
     await _check_own_code(caller.user_id, data.code)
-    return {"recovery_codes": await _new_recovery_codes(caller.user_id)}
+    codes = await _new_recovery_codes(caller.user_id)
+    await audit.record_after(
+        "auth.mfa_recovery_codes", actor_id=caller.user_id, target=str(caller.user_id)
+    )
+    return {"recovery_codes": codes}
 
 
 @blueprint.post("/disable")
 @require_auth
 @validate_request(CodeIn)
 @document_response(MFAStatusOut)
+@document_errors((400, "`invalid_mfa_code`"), (409, "`mfa_not_enabled`"), (429, "`rate_limited`"))
 async def disable(data: CodeIn) -> dict[str, Any]:
     """Turn MFA off with a TOTP or recovery code: the secret and the recovery codes go."""
     caller = await principal()
     await _check_own_code(caller.user_id, data.code)
-    async with services().pool.acquire() as conn:
+    async with services().pool.acquire() as conn, conn.transaction():
         await mfa_store.remove(conn, caller.user_id)
+        await audit.record(
+            conn, "auth.mfa_disabled", actor_id=caller.user_id, target=str(caller.user_id)
+        )
     return await _status(caller.user_id)

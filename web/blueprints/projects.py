@@ -11,14 +11,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint, g, request
-from quart_schema import document_response, validate_request
+from quart_schema import document_querystring, document_response, validate_request
 
 from store import outbox, projects, users
+from web import audit
 from web.access import parse_uuid, project_for
 from web.auth import principal, require_auth
+from web.client_ip import client_ip
 from web.errors import APIError, not_found
+from web.openapi import document_errors, document_no_content
 from web.revocation import revocations
 from web.services import services
+from workflows.project_deletion_shared import ProjectDeletionInput, project_deletion_workflow_id
 from workflows.shared import ProjectCreatedInput
 
 blueprint = Blueprint("projects", __name__, url_prefix="/api/v1/projects")
@@ -78,6 +82,17 @@ class ProjectList(BaseModel):
     next_cursor: str | None = None
 
 
+class ProjectsQuery(BaseModel):
+    limit: int | None = Field(default=None, ge=1, le=500, description="page size, default 100")
+    cursor: str | None = Field(default=None, description="the previous page's next_cursor")
+
+
+class ProjectDeletionOut(BaseModel):
+    id: str
+    status: str = Field(description="`deleting`: hidden now, removed by the workflow")
+    workflow_id: str = Field(description="`project-deletion-<id>`, in the Temporal UI")
+
+
 class MemberOut(BaseModel):
     user_id: str
     email: str
@@ -104,7 +119,8 @@ async def create_project(data: ProjectIn) -> tuple[dict[str, Any], int]:
             description=data.description,
             config=data.config,
         )
-        # The follow-up workflow commits with the project and starts after (store/outbox.py).
+        # The follow-up workflow commits with the project and starts after (store/outbox.py);
+        # it records the audit event `project.created`.
         await outbox.enqueue(
             conn,
             "project_created",
@@ -114,6 +130,8 @@ async def create_project(data: ProjectIn) -> tuple[dict[str, Any], int]:
                     owner_id=str(project.owner_id),
                     name=project.name,
                     request_id=g.get("request_id"),
+                    client_ip=client_ip(),
+                    created_at=project.created_at.isoformat(),
                 )
             ),
         )
@@ -122,7 +140,9 @@ async def create_project(data: ProjectIn) -> tuple[dict[str, Any], int]:
 
 @blueprint.get("")
 @require_auth
+@document_querystring(ProjectsQuery)
 @document_response(ProjectList)
+@document_errors((400, "`validation_error` (limit); `invalid_cursor`"))
 async def list_projects() -> dict[str, Any]:
     """Newest first, a page at a time: `?limit=` (1-500, default 100) and `?cursor=` from the
     previous page's `next_cursor` (absent on the last page)."""
@@ -179,6 +199,7 @@ async def get_project(project_id: str) -> dict[str, Any]:
 @require_auth
 @validate_request(ProjectPatch)
 @document_response(ProjectOut)
+@document_errors((403, "`forbidden`: needs the editor role"))
 async def patch_project(project_id: str, data: ProjectPatch) -> dict[str, Any]:
     caller = await principal()
     async with services().pool.acquire() as conn, conn.transaction():
@@ -191,20 +212,55 @@ async def patch_project(project_id: str, data: ProjectPatch) -> dict[str, Any]:
             description=data.description,
             config=data.config,
         )
+        changed = sorted(data.model_dump(exclude_none=True))
+        await audit.record(
+            conn,
+            "project.updated",
+            actor_id=caller.user_id,
+            project_id=project.id,
+            target=str(project.id),
+            details={"fields": changed},
+        )
     assert updated is not None
     return updated.public()
 
 
 @blueprint.delete("/<project_id>")
 @require_auth
-async def delete_project(project_id: str) -> tuple[str, int]:
+@document_response(ProjectDeletionOut, 202)
+@document_errors((403, "`forbidden`: needs the owner role"))
+async def delete_project(project_id: str) -> tuple[dict[str, Any], int]:
+    """Hides the project at once (404 everywhere from now on, its sockets close) and starts the
+    `ProjectDeletion` workflow, which removes its container, workflows, workspaces, files and
+    history (docs/projects.md)."""
     caller = await principal()
     async with services().pool.acquire() as conn, conn.transaction():
         project = await project_for(conn, project_id, caller.user_id, need="owner")
-        await projects.delete(conn, project.id)
+        await projects.hide(conn, project.id)
+        # Committed with the hiding, started after it (store/outbox.py): it always runs.
+        await outbox.enqueue(
+            conn,
+            "project_deletion",
+            asdict(
+                ProjectDeletionInput(
+                    project_id=str(project.id),
+                    requested_by=str(caller.user_id),
+                    request_id=g.get("request_id"),
+                )
+            ),
+        )
+        await audit.record(
+            conn,
+            "project.deleted",
+            actor_id=caller.user_id,
+            project_id=project.id,
+            target=str(project.id),
+            details={"name": project.name},
+        )
     # After the commit: every open socket of the project closes, on every node.
     await revocations().changed(project_id=project.id)
-    return "", 204
+    workflow_id = project_deletion_workflow_id(str(project.id))
+    return {"id": str(project.id), "status": "deleting", "workflow_id": workflow_id}, 202
 
 
 @blueprint.get("/<project_id>/members")
@@ -222,6 +278,11 @@ async def list_members(project_id: str) -> dict[str, Any]:
 @require_auth
 @validate_request(MemberIn)
 @document_response(MemberOut, 201)
+@document_errors(
+    (403, "`forbidden`: needs the owner role"),
+    (404, "`user_not_found`: no account has this email"),
+    (409, "`already_member`"),
+)
 async def add_member(project_id: str, data: MemberIn) -> tuple[dict[str, Any], int]:
     caller = await principal()
     async with services().pool.acquire() as conn, conn.transaction():
@@ -230,6 +291,15 @@ async def add_member(project_id: str, data: MemberIn) -> tuple[dict[str, Any], i
         if user is None:
             raise APIError(404, "user_not_found", "no account has this email")
         member = await projects.add_member(conn, project.id, user.id, data.role)
+        if member is not None:
+            await audit.record(
+                conn,
+                "member.added",
+                actor_id=caller.user_id,
+                project_id=project.id,
+                target=str(user.id),
+                details={"role": data.role},
+            )
     if member is None:
         raise APIError(409, "already_member", "this user is already a member")
     return member.public(), 201
@@ -244,6 +314,9 @@ async def _keeps_an_owner(conn: Any, project_id: Any, user_id: Any) -> None:
 @require_auth
 @validate_request(MemberPatch)
 @document_response(MemberOut)
+@document_errors(
+    (403, "`forbidden`: needs the owner role"), (409, "`last_owner`: a project keeps an owner")
+)
 async def patch_member(project_id: str, user_id: str, data: MemberPatch) -> dict[str, Any]:
     caller = await principal()
     target_id = parse_uuid(user_id, "member")
@@ -255,6 +328,14 @@ async def patch_member(project_id: str, user_id: str, data: MemberPatch) -> dict
         if current.role == "owner" and data.role != "owner":
             await _keeps_an_owner(conn, project.id, target_id)
         member = await projects.set_member_role(conn, project.id, target_id, data.role)
+        await audit.record(
+            conn,
+            "member.role_changed",
+            actor_id=caller.user_id,
+            project_id=project.id,
+            target=str(target_id),
+            details={"from": current.role, "to": data.role},
+        )
     assert member is not None
     # Their open sockets take the new role (an editor made viewer stops editing).
     await revocations().changed(project_id=project.id, user_id=target_id)
@@ -263,6 +344,11 @@ async def patch_member(project_id: str, user_id: str, data: MemberPatch) -> dict
 
 @blueprint.delete("/<project_id>/members/<user_id>")
 @require_auth
+@document_no_content("Removed")
+@document_errors(
+    (403, "`forbidden`: needs the owner role (or be the member leaving)"),
+    (409, "`last_owner`: a project keeps an owner"),
+)
 async def remove_member(project_id: str, user_id: str) -> tuple[str, int]:
     """Owners remove anyone; any member may remove themselves (leave)."""
     caller = await principal()
@@ -276,5 +362,13 @@ async def remove_member(project_id: str, user_id: str) -> tuple[str, int]:
         if current.role == "owner":
             await _keeps_an_owner(conn, project.id, target_id)
         await projects.remove_member(conn, project.id, target_id)
+        await audit.record(
+            conn,
+            "member.removed",
+            actor_id=caller.user_id,
+            project_id=project.id,
+            target=str(target_id),
+            details={"role": current.role},
+        )
     await revocations().changed(project_id=project.id, user_id=target_id)
     return "", 204

@@ -27,8 +27,11 @@ from quart_schema import document_headers, document_response, security_scheme
 
 from store import refresh_tokens, users
 from store.refresh_tokens import Outcome
+from web import audit
 from web.auth import principal, revoke_access
+from web.blueprints.auth import audit_refresh_reuse
 from web.errors import APIError, error_response
+from web.openapi import document_errors, document_no_content
 from web.services import services
 from web.tokens import issue_access, new_opaque_token
 
@@ -38,6 +41,7 @@ COOKIE = "vf_refresh"
 COOKIE_PATH = "/api/v1/auth/session"
 SESSION_HEADER = "X-Vaporform-Session"
 CSRF_HEADER = "X-Requested-With"
+CSRF_REJECTED = (403, "`csrf_rejected`: no X-Requested-With header, or another Origin")
 
 
 class UserOut(BaseModel):
@@ -117,9 +121,13 @@ def _refused(code: str, message: str) -> Response:
 
 
 @blueprint.post("/refresh")
-@security_scheme([])
+@security_scheme([{"session_cookie": []}])
 @document_headers(CookieHeaders)
 @document_response(SessionOut)
+@document_errors(
+    (401, "`no_session`; `refresh_token_reused`; `invalid_refresh_token`: the cookie is cleared"),
+    CSRF_REJECTED,
+)
 async def refresh() -> Response:
     """A new access token for the session in the `vf_refresh` cookie, which is rotated."""
     check_same_origin()
@@ -135,6 +143,8 @@ async def refresh() -> Response:
         )
         user = await users.by_id(conn, spent.user_id) if spent is not None else None
     if outcome is Outcome.REUSED:
+        assert spent is not None
+        await audit_refresh_reuse(spent.user_id, spent.family_id)
         return _refused(
             "refresh_token_reused",
             "this session was already refreshed elsewhere; every session of its login is revoked",
@@ -154,8 +164,10 @@ async def refresh() -> Response:
 
 
 @blueprint.post("/logout")
-@security_scheme([])
+@security_scheme([{"session_cookie": []}, {"bearer": []}, {}])
 @document_headers(CookieHeaders)
+@document_no_content("The session is over and the cookie cleared")
+@document_errors(CSRF_REJECTED)
 async def logout() -> Response:
     """End the browser session: revoke the cookie's token family and, when a bearer token is
     sent, that access token; clear the cookie. 204, also when there was no session."""
@@ -166,6 +178,7 @@ async def logout() -> Response:
         caller = None
     if caller is not None and caller.claims is not None:
         await revoke_access(caller.claims)
+    actor = caller.user_id if caller is not None else None
     token = request.cookies.get(COOKIE)
     if token:
         async with services().pool.acquire() as conn:
@@ -175,6 +188,9 @@ async def logout() -> Response:
             )
             if spent is not None:
                 await refresh_tokens.revoke_family(conn, spent.family_id)
+                actor = actor or spent.user_id
+    if actor is not None:
+        await audit.record_after("auth.logout", actor_id=actor, target=str(actor))
     response = Response("", status=204)
     clear_refresh_cookie(response)
     return response

@@ -1,6 +1,6 @@
 /** The side panels of the workspace: chat, history (diff + restore) and the container. */
 
-import { api, projectUrl } from "./api";
+import { api, ApiError, projectUrl } from "./api";
 import type { ChatMessage, Connection } from "./collab";
 import { ask, clear, colourFor, confirmAction, h, initials, timeAgo, toast } from "./dom";
 
@@ -191,6 +191,9 @@ export class ContainerPanel {
   status: ContainerStatus | null = null;
   onChange: (status: ContainerStatus) => void = () => {};
 
+  /** Why the last "Open preview" failed; kept across re-renders until the next attempt. */
+  private readonly previewError = h("p", { class: "form-error", role: "alert", "data-testid": "preview-error" });
+
   constructor(
     private readonly projectId: string,
     private readonly canEdit: boolean,
@@ -240,14 +243,54 @@ export class ContainerPanel {
     if (ports.length) {
       this.body.append(
         h("h3", {}, "Ports"),
-        h("ul", { class: "ports" }, ports.map(([inside, outside]) => h("li", {}, `${inside} → 127.0.0.1:${outside}`))),
+        h(
+          "ul",
+          { class: "ports" },
+          ports.map(([inside, outside]) =>
+            h(
+              "li",
+              {},
+              `${inside} → 127.0.0.1:${outside} `,
+              running &&
+                h(
+                  "a",
+                  {
+                    href: "#",
+                    class: "preview-link",
+                    role: "button",
+                    "data-testid": `open-preview-${inside}`,
+                    "aria-label": `Open a preview of port ${inside} in a new tab`,
+                    onclick: (e: Event) => (e.preventDefault(), void this.openPreview(Number(inside))),
+                  },
+                  "Open preview",
+                ),
+            ),
+          ),
+        ),
       );
     }
+    this.body.append(this.previewError);
     if (!this.canEdit) return;
     const start = h("button", { class: "primary", disabled: running || s.status === "provisioning", onclick: () => void this.start() }, running ? "Running" : "Start");
     const stop = h("button", { class: "ghost", disabled: !running, onclick: () => void this.stop() }, "Stop");
     const options = h("button", { class: "ghost", onclick: () => void this.startWithOptions() }, "Start with options…");
     this.body.append(h("div", { class: "actions" }, start, stop, options));
+  }
+
+  /**
+   * Asks for a one-time entry URL on the preview's own origin and opens it in a new tab, never
+   * in this page: the preview is another site's content (`docs/containers.md`, Previews).
+   * `noopener`, so the preview cannot reach back into the IDE through `window.opener`.
+   */
+  async openPreview(port: number): Promise<void> {
+    this.previewError.textContent = "";
+    try {
+      const preview = await api.post<PreviewOut>(projectUrl(this.projectId, "/previews"), { port });
+      window.open(preview.url, "_blank", "noopener");
+    } catch (e) {
+      this.previewError.textContent = previewProblem(e, port);
+      if (e instanceof ApiError && e.code === "container_not_running") void this.refresh();
+    }
   }
 
   async start(body: Record<string, unknown> = {}): Promise<void> {
@@ -296,6 +339,28 @@ export class ContainerPanel {
     }
     await this.refresh();
   }
+}
+
+interface PreviewOut {
+  preview_id: string;
+  port: number;
+  origin: string;
+  url: string;
+  expires_in: number;
+}
+
+function previewProblem(error: unknown, port: number): string {
+  if (error instanceof ApiError) {
+    if (error.code === "container_not_running") {
+      return "The container is not running: start it, then open the preview again.";
+    }
+    if (error.code === "port_not_published") {
+      return `The container does not publish port ${port}: start it again with this port under “Ports to publish” (network bridge).`;
+    }
+    if (error.status === 404) return "The project is gone, or you are no longer a member.";
+    return `The preview could not be opened: ${error.message}`;
+  }
+  return "The server cannot be reached. Try again in a moment.";
 }
 
 function isRunning(status: ContainerStatus | null): boolean {

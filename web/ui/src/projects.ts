@@ -2,6 +2,7 @@
 
 import { api, ApiError, projectUrl } from "./api";
 import { ask, clear, confirmAction, h, timeAgo, toast } from "./dom";
+import { mfaSettings } from "./mfa";
 
 export interface Project {
   id: string;
@@ -35,6 +36,7 @@ export function userMenu(onLogout: () => void): HTMLElement {
     "div",
     { class: "user-menu" },
     h("span", { class: "muted", title: api.user?.email ?? "" }, api.user?.name ?? ""),
+    h("button", { class: "ghost small", onclick: () => mfaSettings(), "data-testid": "mfa-settings-open", title: "Two-factor authentication" }, "Security"),
     h("button", { class: "ghost small", onclick: onLogout, "aria-label": "Sign out" }, "Sign out"),
   );
 }
@@ -122,7 +124,11 @@ export function projectsScreen(open: (id: string) => void, onLogout: () => void)
     }
   });
 
-  void load().catch((e: Error) => toast(e.message, "error"));
+  void load().catch((e: Error) => {
+    // With MFA required and not set up, nothing but the MFA routes answers: open its settings.
+    if (e instanceof ApiError && e.code === "mfa_enrolment_required") mfaSettings();
+    else toast(e.message, "error");
+  });
   return screen;
 }
 
