@@ -37,7 +37,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.container_pool import slot_dir
 from activities.docker_containers import _info
-from store.filesystem import WORKSPACE_LOCK_CLASS, FileSystem
+from activities.heartbeat import beating
+from store.filesystem import FileSystem, ProjectLock
 from store.workspace import workspace_dir
 from vaporform.images import RUNTIME_UID
 from workflows.container_shared import (
@@ -96,24 +97,6 @@ def swap_in_slot(slot: Path, workspace: Path) -> bool:
     return _is_empty(workspace)
 
 
-@contextlib.asynccontextmanager
-async def _beating(every_s: float = 0.5) -> AsyncIterator[None]:
-    """Heartbeat while the block runs (materialising a big project takes a while)."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(every_s)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 class ContainerWorkspaceActivities:
     def __init__(
         self, client: docker.DockerClient, data_dir: Path, files: FileSystem | None
@@ -128,19 +111,14 @@ class ContainerWorkspaceActivities:
         if self._files is None:
             yield
             return
-        async with self._files.pool.acquire() as conn:
-            key = project_id.int & 0x7FFF_FFFF
-            await conn.execute("SELECT pg_advisory_lock($1, $2)", WORKSPACE_LOCK_CLASS, key)
-            try:
-                yield
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1, $2)", WORKSPACE_LOCK_CLASS, key)
+        async with ProjectLock(self._files.pool, project_id, exclusive=True):
+            yield
 
     async def _materialise_if_empty(self, project_id: UUID, empty: bool) -> None:
         # Only an empty workspace is filled: writing over a live one could undo a change a
         # program just made that the watcher has not imported yet.
         if empty and self._files is not None:
-            async with _beating():
+            async with beating():
                 await self._files.materialise(project_id)
 
     @activity.defn(name="docker_prepare_workspace")

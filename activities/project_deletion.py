@@ -9,11 +9,10 @@ workspaces are. Every one is idempotent: a retry, or a second run, finds its wor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -23,9 +22,10 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.heartbeat import beating
 from collab.broker import Broker
 from store import projects
-from store.filesystem import WORKSPACE_LOCK_CLASS
+from store.filesystem import ProjectLock
 from store.workspace import workspace_dir
 from workflows.container_shared import (
     ContainerStatus,
@@ -49,22 +49,6 @@ log = logging.getLogger("vaporform.deletion")
 
 # How long a stopped container workflow may take to complete on its own before it is ended.
 CLOSE_WAIT_S = 10.0
-
-
-@contextlib.asynccontextmanager
-async def _beating(every_s: float = 1.0) -> AsyncIterator[None]:
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(every_s)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _not_found(exc: RPCError) -> bool:
@@ -112,13 +96,8 @@ async def _remove_workspace(pool: asyncpg.Pool | None, path: Path, project_id: U
     """Under the project's workspace lock, which every mirror write and import takes."""
     if pool is None:
         return await asyncio.to_thread(remove_tree, path)
-    key = project_id.int & 0x7FFF_FFFF
-    async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1, $2)", WORKSPACE_LOCK_CLASS, key)
-        try:
-            return await asyncio.to_thread(remove_tree, path)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1, $2)", WORKSPACE_LOCK_CLASS, key)
+    async with ProjectLock(pool, project_id, exclusive=True):
+        return await asyncio.to_thread(remove_tree, path)
 
 
 class ProjectDeletionActivities:
@@ -138,7 +117,7 @@ class ProjectDeletionActivities:
         running = await _running(handle)
         if running is None:
             return ContainerEnded()  # never had a container (or Temporal forgot it)
-        async with _beating():
+        async with beating(1.0):
             if running:
                 status: ContainerStatus = await handle.execute_update(
                     "stop",
@@ -210,7 +189,7 @@ class ProjectDeletionActivities:
         """The workspace in this worker's data dir (API writes mirror into it on one machine)."""
         project_id = UUID(data.project_id)
         path = workspace_dir(self._data_dir, project_id)
-        async with _beating():
+        async with beating(1.0):
             removed = await _remove_workspace(self._pool, path, project_id)
         return WorkspaceRemoved(removed=removed, path=str(path))
 
@@ -235,7 +214,7 @@ class ProjectDeletionHostActivities:
     async def remove_workspace(self, data: WorkspaceInput) -> WorkspaceRemoved:
         project_id = UUID(data.project_id)
         path = workspace_dir(self._data_dir, project_id)
-        async with _beating():
+        async with beating(1.0):
             removed = await _remove_workspace(self._pool, path, project_id)
         return WorkspaceRemoved(removed=removed, path=str(path))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from hypercorn.config import Config as HypercornConfig
 from quart import Response, request, websocket
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -183,3 +184,18 @@ async def pump_websocket(upstream: ClientConnection) -> None:
         if code is not None:
             with contextlib.suppress(Exception):
                 await websocket.close(_sendable(code), reason[:120])
+
+
+def proxy_server_config(
+    bind: str, max_websocket_message_bytes: int, *, quiet: bool = False
+) -> HypercornConfig:
+    """The server settings of a proxying listener (the agent, the preview origin): no access
+    log, a short graceful stop, the WebSocket message cap of what it relays."""
+    hconfig = HypercornConfig()
+    hconfig.bind = [bind]
+    hconfig.accesslog = None
+    if quiet:
+        hconfig.errorlog = None
+    hconfig.graceful_timeout = 5
+    hconfig.websocket_max_message_size = max_websocket_message_bytes
+    return hconfig

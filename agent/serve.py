@@ -10,20 +10,18 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from agent.app import create_agent_app
+from agent.proxy import proxy_server_config
 from vaporform.config import Config
 
 log = logging.getLogger("vaporform.agent")
 
 
 def agent_hypercorn_config(config: Config, *, quiet: bool = False) -> HypercornConfig:
-    hconfig = HypercornConfig()
-    hconfig.bind = [f"{config.agent.host}:{config.agent.port}"]
-    hconfig.accesslog = None
-    if quiet:
-        hconfig.errorlog = None
-    hconfig.graceful_timeout = 5
-    hconfig.websocket_max_message_size = config.previews.max_websocket_message_bytes
-    return hconfig
+    return proxy_server_config(
+        f"{config.agent.host}:{config.agent.port}",
+        config.previews.max_websocket_message_bytes,
+        quiet=quiet,
+    )
 
 
 async def serve_agent(

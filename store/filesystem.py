@@ -457,8 +457,8 @@ class FileSystem:
                 limit=self.limits.max_file_bytes,
             )
 
-    def _writing(self, project_id: UUID) -> _ProjectLock:
-        return _ProjectLock(self.pool, project_id, exclusive=False)
+    def _writing(self, project_id: UUID) -> ProjectLock:
+        return ProjectLock(self.pool, project_id, exclusive=False)
 
     async def _store_blobs(self, contents: list[bytes]) -> list[str]:
         """Store blobs a few at a time in threads: each write waits on its own fsync."""
@@ -593,7 +593,7 @@ class FileSystem:
     async def materialise(self, project_id: UUID) -> int:
         """Write every live file into the workspace (after a restart, or a new machine)."""
         count = 0
-        async with _ProjectLock(self.pool, project_id, exclusive=True) as conn:
+        async with ProjectLock(self.pool, project_id, exclusive=True) as conn:
             for row in await files.live(conn, project_id):
                 content = await self.blobs.get(row.sha256)
                 # A refused path is logged by _mirror_all and stays only in the database: a
@@ -616,7 +616,7 @@ class FileSystem:
             # deleted". Write it out from the database instead.
             await self.materialise(project_id)
             return report
-        async with _ProjectLock(self.pool, project_id, exclusive=True) as conn:
+        async with ProjectLock(self.pool, project_id, exclusive=True) as conn:
             known = {row.path: row for row in await files.live(conn, project_id)}
             if paths is None:
                 candidates = set(known) | set(await asyncio.to_thread(mirror.list_files, root))
@@ -739,8 +739,11 @@ class _FileBudget:
         self.live += 1
 
 
-class _ProjectLock:
-    """A pooled connection holding the project's workspace lock (shared or exclusive)."""
+class ProjectLock:
+    """A pooled connection holding the project's workspace lock (shared or exclusive).
+
+    Writers share it; the workspace import, materialising, a pool member's adoption and a
+    workspace's removal take it exclusively, so none of them sees another half done."""
 
     def __init__(self, pool: asyncpg.Pool, project_id: UUID, *, exclusive: bool) -> None:
         self.pool = pool

@@ -44,7 +44,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from agent.grants import HEADER, PREVIEW_AUDIENCE, agent_key, mint, preview_key
-from agent.proxy import Limits, handshake_headers, http_client, pump_websocket, relay_http
+from agent.proxy import (
+    Limits,
+    handshake_headers,
+    http_client,
+    proxy_server_config,
+    pump_websocket,
+    relay_http,
+)
 from store import projects, users
 from store.db import create_pool
 from store.ephemeral import Ephemeral, open_ephemeral
@@ -432,14 +439,11 @@ def create_preview_app(config: Config) -> Quart:
 
 
 def preview_hypercorn_config(config: Config, *, quiet: bool = False) -> HypercornConfig:
-    hconfig = HypercornConfig()
-    hconfig.bind = [f"{config.previews.host}:{config.previews.port}"]
-    hconfig.accesslog = None
-    if quiet:
-        hconfig.errorlog = None
-    hconfig.graceful_timeout = 5
-    hconfig.websocket_max_message_size = config.previews.max_websocket_message_bytes
-    return hconfig
+    return proxy_server_config(
+        f"{config.previews.host}:{config.previews.port}",
+        config.previews.max_websocket_message_bytes,
+        quiet=quiet,
+    )
 
 
 async def serve_previews(config: Config, stop: asyncio.Event, *, quiet: bool = False) -> None:
