@@ -52,15 +52,20 @@ def run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-@pytest.fixture(scope="session")
-async def database_url(run_id: str) -> AsyncIterator[str]:
-    url = db.with_database(ADMIN_DSN, f"vaporform_test_{run_id}")
+async def migrated_database(url: str) -> None:
+    """Create the database named in `url` if missing and bring it to the latest schema."""
     await db.ensure_database(url)
     conn = await db.connect(url)
     try:
         await migrate(conn)
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(run_id: str) -> AsyncIterator[str]:
+    url = db.with_database(ADMIN_DSN, f"vaporform_test_{run_id}")
+    await migrated_database(url)
     yield url
     await db.drop_database(url)
 

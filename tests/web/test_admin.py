@@ -22,9 +22,8 @@ import pytest
 
 from store import ai_budget, db
 from store.ai_budget import Budgets
-from store.migrate import migrate
 from tests.collab.conftest import WSClient
-from tests.conftest import ADMIN_DSN, Server, serving
+from tests.conftest import ADMIN_DSN, Server, migrated_database, serving
 from tests.support import Account, assert_error, create_project, register, unique_email, wait_until
 from tests.web.admin_support import actions, make_admin, rows, tar_gz
 from vaporform.config import Config
@@ -47,12 +46,7 @@ async def events_only(config: Config, worker: None) -> AsyncIterator[Server]:
 async def fresh(config: Config, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A server on a database of its own, empty of users: there is no admin yet."""
     url = db.with_database(ADMIN_DSN, f"vaporform_test_{run_id}_admin")
-    await db.ensure_database(url)
-    conn = await db.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    await migrated_database(url)
     data_dir = tmp_path_factory.mktemp("fresh")
     bound = replace(
         config,

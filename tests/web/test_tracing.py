@@ -23,9 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 import worker as worker_module
 from store import db
 from store.filesystem import build_filesystem
-from store.migrate import migrate
 from tests.collab.conftest import WSClient
-from tests.conftest import ADMIN_DSN, Server, serving
+from tests.conftest import ADMIN_DSN, Server, migrated_database, serving
 from tests.otlp_collector import Collector, ReceivedSpan
 from tests.support import create_project, register, wait_until
 from vaporform.config import Config, TelemetrySettings
@@ -58,12 +57,7 @@ def collector() -> Iterator[Collector]:
 @pytest.fixture(scope="module")
 async def traced_config(config: Config, run_id: str, collector: Collector) -> AsyncIterator[Config]:
     url = db.with_database(ADMIN_DSN, f"vaporform_test_{run_id}_traces")
-    await db.ensure_database(url)
-    conn = await db.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
+    await migrated_database(url)
     yield replace(
         config,
         database_url=url,
