@@ -19,10 +19,21 @@ from typing import Any
 from quart import websocket
 
 from vaporform.images import RUNTIME_UID
-from workflows.container_shared import LABEL_PROJECT
+from workflows.container_shared import LABEL_MANAGED, LABEL_PROJECT, container_name
 
 MAX_CONTROL_BYTES = 64 * 1024
 SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"]
+
+
+def belongs_to(container: Any, project_id: str) -> bool:
+    """Ours and the project's: labelled with it when created for it, or a warm-pool member the
+    project claimed (labels cannot change after creation; adoption renames it instead)."""
+    labels = container.attrs.get("Config", {}).get("Labels") or {}
+    if labels.get(LABEL_MANAGED) != "true":
+        return False
+    return bool(
+        labels.get(LABEL_PROJECT) == project_id or container.name == container_name(project_id)
+    )
 
 
 class ContainerRefused(Exception):
@@ -47,8 +58,7 @@ class TerminalSession:
                 container = client.containers.get(container_id)
             except docker.errors.NotFound:
                 raise ContainerRefused("no such container on this host") from None
-            labels = container.attrs.get("Config", {}).get("Labels") or {}
-            if labels.get(LABEL_PROJECT) != project_id:
+            if not belongs_to(container, project_id):
                 raise ContainerRefused("the container is not the project's")
             if container.status != "running":
                 raise ContainerRefused("the container is not running")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import docker
 import httpx
 import jwt
 import pytest
@@ -20,7 +22,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus
 
 from agent.grants import AUDIENCE, HEADER, MAX_TTL_S, agent_key, mint
+from agent.terminal import belongs_to
 from vaporform.config import Config
+from workflows.container_shared import LABEL_MANAGED, LABEL_POOL, LABEL_PROJECT, container_name
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +114,40 @@ async def test_only_fresh_grants_of_the_api(
         purpose="terminal",
     )
     assert await status_of(agent, terminal, "/v1/terminal") == 409
+
+
+def test_a_claimed_pool_member_belongs_to_its_project(
+    docker_client: docker.DockerClient, runtime_image: str
+) -> None:
+    """A warm-pool member is created before any project claims it, so it carries the pool's
+    label, not the project's; the claim renames it. The agent must accept it by that name
+    (a claimed member's terminal was refused under `make dev`, where the pool is on)."""
+    project_id = str(uuid.uuid4())
+    made = []
+    try:
+        claimed = docker_client.containers.create(
+            runtime_image,
+            name=container_name(project_id),
+            labels={LABEL_MANAGED: "true", LABEL_POOL: "test-pool"},
+        )
+        made.append(claimed)
+        labelled = docker_client.containers.create(
+            runtime_image, labels={LABEL_MANAGED: "true", LABEL_PROJECT: project_id}
+        )
+        made.append(labelled)
+        other = docker_client.containers.create(
+            runtime_image, labels={LABEL_MANAGED: "true", LABEL_POOL: "test-pool"}
+        )
+        made.append(other)
+        stranger = docker_client.containers.create(
+            runtime_image, name=container_name(str(uuid.uuid4())) + "-x"
+        )
+        made.append(stranger)
+        assert belongs_to(claimed, project_id)
+        assert belongs_to(labelled, project_id)
+        assert not belongs_to(other, project_id)
+        assert not belongs_to(labelled, str(uuid.uuid4()))
+        assert not belongs_to(stranger, project_id)
+    finally:
+        for container in made:
+            container.remove(force=True)
