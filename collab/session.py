@@ -19,6 +19,7 @@ from uuid import UUID
 from opentelemetry.trace import SpanKind
 
 from collab import instruments, protocol
+from collab.document import LiveDocument
 from collab.errors import CollabError
 from collab.fanout import Outbox
 from collab.hub import OpenDocument, Room, op_payload
@@ -220,6 +221,7 @@ class Session:
         if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
             raise protocol.invalid("revision must be an integer", field="revision")
         opened = await self.room.open_document(path)
+        fetched = await self._reach_back(opened.doc, since) if since is not None else []
         # From here to offer() nothing awaits: the joined text and the ops sent after it
         # line up exactly.
         if path not in self.documents:
@@ -235,7 +237,7 @@ class Session:
             "role": self.role,
         }
         if since is not None:
-            missed = doc.cached_after(since) if 0 <= since <= doc.revision else None
+            missed = _missed_since(doc, since, fetched)
             if missed is None:
                 raise CollabError(
                     "resync", f"revision {since} is not available; join without it", {"path": path}
@@ -246,6 +248,18 @@ class Session:
         payload["participants"] = self.room.participants(path)
         self._send(ServerType.JOINED, payload, ref)
         await self.room.announce(self)
+
+    async def _reach_back(self, doc: LiveDocument, since: int) -> list[OpRow]:
+        """What a re-join at `since` needs that memory may not hold, fetched before the join's
+        no-await section. A client may be ahead of this node (it heard of ops through
+        another node): catch up first. It may be behind what memory keeps (this node
+        restarted, or trimmed its history): read the ops from PostgreSQL, which has every
+        one back to the last snapshot. A `resync` stays for what is older still."""
+        if since > doc.revision:
+            await doc.catch_up(self.room.hub.pool)
+        if not 0 <= since <= doc.revision or doc.cached_after(since) is not None:
+            return []
+        return await doc.ops_after(self.room.hub.pool, since)
 
     async def _leave(self, path: str, ref: str | None) -> None:
         if path in self.documents:
@@ -349,3 +363,15 @@ class Session:
         self.participant.paths = []
         self.room.peers.pop(self.session_id, None)
         await self.room.gone(self)
+
+
+def _missed_since(doc: LiveDocument, since: int, fetched: list[OpRow]) -> list[OpRow] | None:
+    """The ops after `since` up to the document's current revision: from memory, or the
+    fetched ones followed by what memory holds after them; None when neither reaches."""
+    if not 0 <= since <= doc.revision:
+        return None
+    cached = doc.cached_after(since)
+    if cached is not None or not fetched:
+        return cached
+    after = doc.cached_after(fetched[-1].revision)
+    return None if after is None else [*fetched, *after]

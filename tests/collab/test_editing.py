@@ -4,11 +4,12 @@ convergence, checkpoints, resubmits, outside writes and batched frames."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import httpx
 
 from collab import ot
-from tests.collab.conftest import WSClient
+from tests.collab.conftest import FAST, WSClient
 from tests.collab.editing import (
     Editor,
     add_member,
@@ -17,8 +18,9 @@ from tests.collab.editing import (
     project_with_file,
     type_concurrently,
 )
-from tests.conftest import Server
+from tests.conftest import Server, serving
 from tests.support import wait_until
+from vaporform.config import Config
 
 # -- editing -----------------------------------------------------------------------------
 
@@ -193,3 +195,38 @@ async def test_batching_clients_get_the_same_messages_in_fewer_frames(
     finally:
         for ws in (plain, batched, writer):
             await ws.close()
+
+
+async def test_a_rejoin_behind_what_memory_holds_is_answered_from_the_database(
+    config: Config, worker: None
+) -> None:
+    """A node keeps only the last few ops of a live document in memory. A client re-joining
+    at an older revision (it was offline, or the node restarted) gets the ops it missed from
+    PostgreSQL, not a `resync` that would make it drop its unsent edits."""
+    short = replace(config, collab=replace(FAST, history_in_memory=3))
+    async with serving(short) as node, httpx.AsyncClient(base_url=node.base_url) as http:
+        owner, pid = await project_with_file(http, "h.txt", "")
+        typist = await WSClient.connect(node, pid, owner.access_token)
+        late = await WSClient.connect(node, pid, owner.access_token)
+        try:
+            await typist.join("h.txt")
+            for revision in range(6):
+                op: ot.Op = [revision, str(revision)] if revision else [str(revision)]
+                sent = {"path": "h.txt", "revision": revision, "op": op}
+                ack = await typist.reply(await typist.send("op", {**sent, "seq": revision + 1}))
+                assert ack["type"] == "ack", ack
+            joined = await late.join("h.txt", revision=1)
+            payload = joined["payload"]
+            assert payload["revision"] == 6
+            missed = payload["ops"]
+            assert [o["revision"] for o in missed] == [2, 3, 4, 5, 6]
+            text = "0"  # the text at revision 1
+            for each in missed:
+                text = ot.apply(text, each["op"])
+            assert text == payload["content"] == "012345"
+            # A revision the document never reached is refused (after catching up).
+            stale = await late.reply(await late.send("join", {"path": "h.txt", "revision": 7}))
+            assert stale["type"] == "error", stale
+        finally:
+            await typist.close()
+            await late.close()
