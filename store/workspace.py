@@ -202,7 +202,7 @@ def remove_file(root: Path, path: str) -> None:
     with _existing_parent(root, path) as parent:
         if parent is None:
             return
-        dir_fd, name = parent
+        _, dir_fd, name = parent
         found = _lstat_at(dir_fd, name)
         if found is None:
             return
@@ -222,16 +222,13 @@ def move_file(root: Path, old: str, new: str, uid: int | None) -> bool:
     with _existing_parent(root, old) as source:
         if source is None:
             return False
-        src_fd, src_name = source
+        root_fd, src_fd, src_name = source
         found = _lstat_at(src_fd, src_name)
         if found is None:
             return False
         if not stat.S_ISREG(found.st_mode):
             raise WorkspaceConflict(old, describe(found.st_mode))
-        with (
-            _held(_open_root(root, create=False, uid=None)) as root_fd,
-            _held_parent(root_fd, new, create=True, uid=uid) as (dst_fd, dst_name),
-        ):
+        with _held_parent(root_fd, new, create=True, uid=uid) as (dst_fd, dst_name):
             there = _lstat_at(dst_fd, dst_name)
             if there is not None and not stat.S_ISREG(there.st_mode):
                 raise WorkspaceConflict(new, describe(there.st_mode))
@@ -336,9 +333,9 @@ def _held_parent(
 
 
 @contextlib.contextmanager
-def _existing_parent(root: Path, path: str) -> Iterator[tuple[int, str] | None]:
-    """The folder holding `path`'s last segment, or None when the root or a folder on the
-    way does not exist (nothing to act on)."""
+def _existing_parent(root: Path, path: str) -> Iterator[tuple[int, int, str] | None]:
+    """(root, folder holding `path`'s last segment, that segment), all held open; None when
+    the root or a folder on the way does not exist (nothing to act on)."""
     try:
         root_fd = _open_root(root, create=False, uid=None)
     except FileNotFoundError:
@@ -351,4 +348,4 @@ def _existing_parent(root: Path, path: str) -> Iterator[tuple[int, str] | None]:
             yield None
             return
         with _held(dir_fd):
-            yield dir_fd, name
+            yield root_fd, dir_fd, name
