@@ -2,7 +2,7 @@
 and the claim of a warm pool member (a local activity of `ContainerWorkflow`).
 
 These run on the main task queue (any worker); the Docker side of reconciliation runs on the
-Docker host's queue (`activities/docker_containers.py`).
+Docker host's queue (`activities/docker/engine.py`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.container_shared import (
-    POOL_NAME_PREFIX,
+from workflows.containers.contract import (
     ClassifyInput,
     ClassifyOutput,
     ContainerStatus,
@@ -27,9 +26,12 @@ from workflows.container_shared import (
     PoolGone,
     PoolMembersGoneInput,
     PoolStatus,
-    Status,
     VanishedContainer,
     VanishedInput,
+)
+from workflows.containers.names import (
+    POOL_NAME_PREFIX,
+    Status,
     container_workflow_id,
     project_of_container_name,
 )

@@ -10,9 +10,11 @@ import asyncpg
 from temporalio import activity
 
 from collab.broker import Broker
+from collab.channels import files_channel
+from files.locks import GC_LOCK
+from files.service import FileSystem
 from store import files
-from store.filesystem import GC_LOCK, FileSystem
-from workflows.files_shared import (
+from workflows.files.contract import (
     ChangedPaths,
     ProjectRef,
     ProjectStats,
@@ -20,7 +22,6 @@ from workflows.files_shared import (
     RetentionOutput,
     WorkspaceImportInput,
     WorkspaceImportOutput,
-    files_channel,
 )
 
 

@@ -1,4 +1,4 @@
-"""The activities of `ProjectDeletion` (workflows/project_deletion.py).
+"""The activities of `ProjectDeletion` (workflows/projects/deletion.py).
 
 `ProjectDeletionActivities` run on the main task queue (any worker): they need the Temporal
 client (the project's workflows), PostgreSQL (the purge), the broker (sockets) and the worker's
@@ -23,19 +23,15 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.heartbeat import beating
+from collab import channels
 from collab.broker import Broker
+from files.locks import ProjectLock
+from files.workspace import workspace_dir
 from store import projects
-from store.filesystem import ProjectLock
-from store.workspace import workspace_dir
-from workflows.container_shared import (
-    ContainerStatus,
-    StopInput,
-    WorkspaceInput,
-    container_workflow_id,
-)
-from workflows.files_shared import versioning_workflow_id
-from workflows.project_deletion_shared import (
-    ACCESS_CHANNEL,
+from workflows.containers.contract import ContainerStatus, StopInput, WorkspaceInput
+from workflows.containers.names import container_workflow_id
+from workflows.files.contract import versioning_workflow_id
+from workflows.projects.contract import (
     ContainerEnded,
     DeletionRef,
     EndWorkflowsInput,
@@ -171,7 +167,7 @@ class ProjectDeletionActivities:
         if self._broker is None:
             return SocketsClosed(announced=False)
         event = {"node": "project-deletion", "project_id": str(UUID(data.project_id))}
-        await self._broker.publish(ACCESS_CHANNEL, json.dumps(event).encode())
+        await self._broker.publish(channels.ACCESS, json.dumps(event).encode())
         return SocketsClosed(announced=True)
 
     @activity.defn(name="project_deletion_purge")

@@ -19,7 +19,7 @@ from typing import Any
 from quart import websocket
 
 from vaporform.images import RUNTIME_UID
-from workflows.container_shared import LABEL_MANAGED, LABEL_PROJECT, container_name
+from workflows.containers.names import LABEL_MANAGED, LABEL_PROJECT, container_name
 
 MAX_CONTROL_BYTES = 64 * 1024
 SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash -l; else exec sh -l; fi"]

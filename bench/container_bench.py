@@ -56,14 +56,14 @@ from temporalio.service import RPCError
 
 from bench.stack import Stack, running_stack
 from bench.stats import percentile
-from workflows.container_pool import ContainerPoolWorkflow
-from workflows.container_pool_control import ensure_pools
-from workflows.container_shared import (
+from vaporform.temporal_setup import ensure_pools
+from workflows.containers.names import (
     LABEL_PROJECT,
     container_workflow_id,
     normalise_image,
     pool_workflow_id,
 )
+from workflows.containers.pool import ContainerPoolWorkflow
 
 IMAGE = "vaporform/runtime-busybox:latest"
 

@@ -1,7 +1,7 @@
 """What collaboration needs from the file system: read a file's text, write a new version.
 
 A port so the live-document code does not depend on how files are stored:
-``FileSystemFiles`` adapts the project's file system (``store.filesystem.FileSystem``);
+``FileSystemFiles`` adapts the project's file system (``files.service.FileSystem``);
 ``MemoryFiles`` keeps versions in a dict, for an API without a file system and for tests of
 the submit path.
 """
@@ -13,8 +13,9 @@ from typing import Protocol
 from uuid import UUID
 
 from collab.errors import CollabError
+from files.errors import VersionConflict, WorkspaceConflict
+from files.service import FileSystem
 from store.audit import Entry
-from store.filesystem import FileSystem, VersionConflict, WorkspaceConflict
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ id so a node ignores its own. Messages on that channel (JSON):
 ``cursor``, ``chat``, ``presence`` ``{participant}``, ``gone`` ``{session_id}``,
 ``roster`` ``{participants}`` (heartbeat), ``hello`` (a node opened the room: answer with a
 roster). A room also listens on the file system's channel ``project:<id>:files``
-(``workflows.files_shared.files_channel``), where the versioning workflow announces every
+(``collab.channels.files_channel``), where the versioning workflow announces every
 file change, whoever made it: a live document of a changed path absorbs the change as an op.
 """
 
@@ -32,6 +32,7 @@ from opentelemetry import trace
 from collab import checkpoint as checkpoints
 from collab import instruments
 from collab.broker import Broker, Subscription
+from collab.channels import ai_jobs_channel, files_channel, room_channel
 from collab.document import LiveDocument, load
 from collab.errors import CollabError
 from collab.fanout import Fanout
@@ -40,21 +41,15 @@ from collab.presence import Participant, Roster
 from collab.protocol import ServerType, envelope
 from collab.settings import CollabSettings
 from collab.submit import Committer
+from files.model import ChangeEvent
 from store import collab as store
 from store.collab import OpRow
-from store.filesystem import ChangeEvent
 from vaporform import metrics
-from workflows.ai_shared import ai_jobs_channel
-from workflows.files_shared import files_channel
 
 log = logging.getLogger("vaporform.collab")
 
 TICK_S = 0.25
 CLIENT_TIMEOUT_CLOSE_CODE = 4000
-
-
-def channel_for(project_id: UUID | str) -> str:
-    return f"project:{project_id}"
 
 
 class Peer(Protocol):
@@ -137,7 +132,7 @@ class Room:
     def __init__(self, hub: Hub, project_id: UUID) -> None:
         self.hub = hub
         self.project_id = project_id
-        self.channel = channel_for(project_id)
+        self.channel = room_channel(project_id)
         self.peers: dict[str, Peer] = {}
         self.roster = Roster()
         self.documents: dict[str, OpenDocument] = {}

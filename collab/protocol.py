@@ -20,7 +20,7 @@ import orjson
 
 from collab import ot
 from collab.errors import CollabError
-from store.paths import InvalidPath, normalize_path
+from files.paths import InvalidPath, normalize_path
 
 MAX_ID_CHARS = 128
 MAX_CLIENT_ID_CHARS = 128

@@ -24,8 +24,8 @@ from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
 from collab.broker import RedisBroker
+from files.service import build_filesystem
 from store import db
-from store.filesystem import build_filesystem
 from store.migrate import migrate
 from tests.support import wait_until
 from vaporform.cli import temporal_binary

@@ -16,7 +16,7 @@ import docker
 import docker.errors
 
 from store import db
-from workflows.container_shared import (
+from workflows.containers.names import (
     LABEL_CREATED_BY,
     LABEL_MANAGED,
     LABEL_POOL,

@@ -100,13 +100,13 @@ async def _announce(config: Config, user: User) -> None:
     """Tell every API node the account changed (a no-op without Redis: they re-check)."""
     if not config.redis_url:
         return
+    from collab import channels
     from collab.broker import open_broker
-    from web.revocation import CHANNEL
 
     broker = open_broker(config.redis_url, config.redis_prefix)
     try:
         event = {"user_id": str(user.id), "node": "cli"}
-        await broker.publish(CHANNEL, json.dumps(event).encode())
+        await broker.publish(channels.ACCESS, json.dumps(event).encode())
     finally:
         await broker.close()
 

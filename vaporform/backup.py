@@ -40,9 +40,9 @@ from typing import Any
 
 import asyncpg
 
+from files.locks import GC_LOCK
 from store import db
 from store.blobs import BlobStore, blob_key
-from store.filesystem import GC_LOCK
 
 FORMAT = "vaporform-backup/1"
 Progress = Callable[[str], None]

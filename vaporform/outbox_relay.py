@@ -26,10 +26,15 @@ from temporalio.service import RPCError
 
 from store import outbox
 from vaporform import metrics, tracing
-from workflows.project_created import ProjectCreatedWorkflow
-from workflows.project_deletion import ProjectDeletionWorkflow
-from workflows.project_deletion_shared import ProjectDeletionInput, project_deletion_workflow_id
-from workflows.shared import ProjectCreatedInput, project_created_workflow_id, search_attributes
+from workflows.projects.contract import (
+    ProjectCreatedInput,
+    ProjectDeletionInput,
+    project_created_workflow_id,
+    project_deletion_workflow_id,
+)
+from workflows.projects.created import ProjectCreatedWorkflow
+from workflows.projects.deletion import ProjectDeletionWorkflow
+from workflows.shared import search_attributes
 
 log = logging.getLogger("vaporform.outbox")
 

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from store.workspace import TMP_PREFIX
+from files.workspace import TMP_PREFIX
 
 log = logging.getLogger("vaporform.watch")
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from store.filesystem import ChangeEvent
+from files.model import ChangeEvent
 
 log = logging.getLogger("vaporform.files")
 

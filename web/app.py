@@ -10,12 +10,13 @@ import uuid
 from quart import Quart, Response, g, request
 from temporalio.client import Client as TemporalClient
 
+from files.service import build_filesystem
 from store.db import create_pool
 from store.ephemeral import open_ephemeral
-from store.filesystem import build_filesystem
 from vaporform import metrics
 from vaporform.config import Config
 from vaporform.logs import request_id
+from vaporform.temporal_setup import signal_files_changed
 from vaporform.tracing import Tracing
 from web import terminal
 from web.announcer import Announcer
@@ -42,7 +43,6 @@ from web.passwords import Passwords
 from web.revocation import init_revocation
 from web.services import EXTENSION_KEY, Services
 from web.telemetry import init_telemetry
-from workflows.versioning import signal_files_changed
 
 log = logging.getLogger("vaporform.web")
 

@@ -16,8 +16,8 @@ from quart import Quart, Request, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
+from files.errors import FileSystemError
 from store.blob_keys import BlobKeyError
-from store.filesystem import FileSystemError
 
 log = logging.getLogger("vaporform.web")
 

@@ -58,8 +58,9 @@ from store.ephemeral import Ephemeral, open_ephemeral
 from vaporform.config import Config
 from web.blueprints.previews import ENTER_PATH, TICKET_AUDIENCE, TICKET_PREFIX, preview_id_for
 from web.revocation import ACCESS_REVOKED_CLOSE_CODE, REVOKED_PREFIX
-from workflows.container import ContainerWorkflow
-from workflows.container_shared import ContainerStatus, Status, container_workflow_id
+from workflows.containers.contract import ContainerStatus
+from workflows.containers.entity import ContainerWorkflow
+from workflows.containers.names import Status, container_workflow_id
 
 log = logging.getLogger("vaporform.web.previews")
 

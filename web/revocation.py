@@ -42,6 +42,7 @@ from uuid import UUID
 import asyncpg
 from quart import Quart, current_app
 
+from collab import channels
 from collab.broker import Broker, Subscription, open_broker
 from store import projects, users
 from store.ephemeral import Ephemeral
@@ -52,7 +53,6 @@ log = logging.getLogger("vaporform.web.revocation")
 ACCESS_REVOKED_CLOSE_CODE = 4003
 # `revoked:<jti>` in the ephemeral store: an access token that must not be accepted any more.
 REVOKED_PREFIX = "revoked:"
-CHANNEL = "access"
 # With the default re-check interval (Config.access_recheck_s, 1 s), both bounds keep "at most
 # 2 s" with room for a re-check's query on a busy node.
 ACTIVE_TTL_S = 1.0
@@ -195,7 +195,7 @@ class Revocation:
         self._apply(event)
         try:
             await self._broker.publish(
-                CHANNEL, json.dumps({**event, "node": self.node_id}).encode()
+                channels.ACCESS, json.dumps({**event, "node": self.node_id}).encode()
             )
         except Exception:
             log.warning("an access change could not be published", exc_info=True)
@@ -204,7 +204,7 @@ class Revocation:
         try:
             message = json.loads(data)
         except ValueError:
-            log.warning("bad access event", extra={"channel": CHANNEL})
+            log.warning("bad access event", extra={"channel": channels.ACCESS})
             return
         if not isinstance(message, dict) or message.get("node") == self.node_id:
             return
@@ -227,7 +227,7 @@ class Revocation:
         delay = 0.5
         while True:
             try:
-                self._subscription = await self._broker.subscribe(CHANNEL, self._on_event)
+                self._subscription = await self._broker.subscribe(channels.ACCESS, self._on_event)
                 return
             except Exception:
                 log.warning("cannot subscribe to access events; retrying", exc_info=True)

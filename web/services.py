@@ -8,8 +8,8 @@ import asyncpg
 from quart import current_app
 from temporalio.client import Client as TemporalClient
 
+from files.service import FileSystem
 from store.ephemeral import Ephemeral
-from store.filesystem import FileSystem
 from vaporform.config import Config
 from web.passwords import Passwords
 

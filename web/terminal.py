@@ -39,7 +39,8 @@ from web.errors import APIError, error_response
 from web.openapi import document_errors, document_websocket
 from web.revocation import ACCESS_REVOKED_CLOSE_CODE, revocations
 from web.services import services
-from workflows.container_shared import ContainerStatus, Status
+from workflows.containers.contract import ContainerStatus
+from workflows.containers.names import Status
 
 log = logging.getLogger("vaporform.web.terminal")
 blueprint = Blueprint("terminal", __name__, url_prefix="/api/v1/projects")

@@ -37,26 +37,6 @@ def search_attributes(project_id: str, user_id: str | None = None) -> TypedSearc
     return TypedSearchAttributes(pairs)
 
 
-def project_created_workflow_id(project_id: str) -> str:
-    return f"project-created-{project_id}"
-
-
-@dataclass(frozen=True)
-class ProjectCreatedInput:
-    project_id: str
-    owner_id: str
-    name: str
-    request_id: str | None = None
-    # For the audit event: the client's address and when the project was made (ISO 8601).
-    client_ip: str | None = None
-    created_at: str | None = None
-
-
-@dataclass(frozen=True)
-class ProjectCreatedOutput:
-    audit_recorded: bool
-
-
 @dataclass(frozen=True)
 class AuditEventInput:
     event_key: str

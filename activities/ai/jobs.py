@@ -29,19 +29,15 @@ from activities.ai.prompts import PROMPT_VERSION
 from activities.ai.provider import Provider, ProviderError, ProviderRequest
 from activities.ai.ruff_lint import ruff_findings
 from collab.broker import Broker
+from collab.channels import ai_jobs_channel
+from files.errors import FileSystemError, checked_path
+from files.service import FileSystem
 from store import ai as store
 from store import ai_budget
 from store.ai_budget import Budgets
 from store.db import Conn
-from store.filesystem import FileSystem, FileSystemError, checked_path
 from vaporform import metrics
-from workflows.ai_shared import (
-    BUDGET_EXCEEDED,
-    INVALID_ANSWER,
-    NO_FILES,
-    PROVIDER_NOT_CONFIGURED,
-    PROVIDER_REJECTED,
-    PROVIDER_RETRYABLE,
+from workflows.ai.contract import (
     SCRATCH_ROOT,
     AskInput,
     AskOutput,
@@ -64,17 +60,23 @@ from workflows.ai_shared import (
     SourceFile,
     StatusInput,
     TestOutcome,
-    ai_jobs_channel,
 )
-from workflows.container_shared import (
+from workflows.ai.errors import (
+    BUDGET_EXCEEDED,
+    INVALID_ANSWER,
+    NO_FILES,
+    PROVIDER_NOT_CONFIGURED,
+    PROVIDER_REJECTED,
+    PROVIDER_RETRYABLE,
+)
+from workflows.containers.contract import (
     ContainerSpec,
     ContainerStatus,
     ContainerWorkflowInput,
     EnsureRunningInput,
     ExecInput,
-    Status,
-    container_workflow_id,
 )
+from workflows.containers.names import Status, container_workflow_id
 from workflows.shared import search_attributes
 
 RUNNER_SOURCE = Path(__file__).with_name("container_runner.py").read_text()

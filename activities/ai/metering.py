@@ -22,7 +22,7 @@ from store import ai_budget
 from store.ai_budget import Budgets
 from store.db import Conn
 from vaporform import metrics
-from workflows.ai_shared import JobRef
+from workflows.ai.contract import JobRef
 
 log = logging.getLogger("vaporform.ai")
 

@@ -24,7 +24,7 @@ from activities.ai.provider import (
     ProviderUsage,
 )
 from activities.ai.ruff_lint import ruff_findings
-from workflows.ai_shared import finding_public
+from workflows.ai.findings import finding_public
 
 NOT_CONFIGURED = (
     "AI provider not configured: set ANTHROPIC_API_KEY on the worker to use {task} jobs "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workflows.ai_shared import SourceFile
+from workflows.ai.contract import SourceFile
 
 PROMPT_VERSION = "2"  # part of the cache key: a changed prompt is a different request
 

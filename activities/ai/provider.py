@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.ai_shared import SourceFile
+from workflows.ai.contract import SourceFile
 
 # --- the answers, validated -----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from workflows.ai_shared import FindingData, SourceFile
+from workflows.ai.contract import FindingData, SourceFile
 
 # pyflakes (F), pycodestyle errors (E, W), bugbear (B): what a reviewer would flag too. Long
 # lines are a matter of the project's style, not a finding.

@@ -22,8 +22,8 @@ from activities.ai.anthropic_provider import AnthropicProvider
 from activities.ai.offline_provider import OfflineProvider
 from activities.ai.provider import Provider
 from collab.broker import RedisBroker
+from files.service import build_filesystem
 from store import db
-from store.filesystem import build_filesystem
 from tests.ai.fake_anthropic import FakeAnthropic
 from tests.ai.pyimage import build as build_python_image
 from tests.conftest import REDIS_URL, Server, serving

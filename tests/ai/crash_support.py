@@ -18,9 +18,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowHandle
 
 from vaporform.config import Config
-from workflows.container import ContainerWorkflow
-from workflows.container_shared import LABEL_PROJECT, StopInput, container_workflow_id
-from workflows.files_shared import RETENTION_SCHEDULE_ID
+from workflows.containers.contract import StopInput
+from workflows.containers.entity import ContainerWorkflow
+from workflows.containers.names import LABEL_PROJECT, container_workflow_id
+from workflows.files.contract import RETENTION_SCHEDULE_ID
 
 
 def worker_env(config: Config, task_queue: str, data_dir: Path) -> dict[str, str]:

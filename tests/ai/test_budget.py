@@ -23,8 +23,8 @@ from temporalio.client import Client
 
 import worker as worker_module
 from activities.ai.anthropic_provider import AnthropicProvider
+from files.service import build_filesystem
 from store import db
-from store.filesystem import build_filesystem
 from tests.ai.fake_anthropic import FakeAnthropic, Reply
 from tests.ai.helpers import answer, finished, put_file, start_job
 from tests.conftest import serving

@@ -49,7 +49,7 @@ from tests.conftest import serving
 from tests.support import create_project, register, wait_until
 from tests.worker_processes import WorkerProcesses
 from vaporform.config import Config
-from workflows.ai_shared import Kind, ai_workflow_id
+from workflows.ai.contract import Kind, ai_workflow_id
 
 RELEASE = "/tmp/vf-crash-release"
 

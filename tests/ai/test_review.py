@@ -11,12 +11,12 @@ import asyncpg
 import httpx
 
 from collab.broker import RedisBroker
+from collab.channels import ai_jobs_channel
 from tests.ai.fake_anthropic import FakeAnthropic, Reply
 from tests.ai.helpers import answer, finished, put_file, start_job
 from tests.conftest import REDIS_URL, Server, serving
 from tests.support import Account, assert_error, create_project, register, wait_until
 from vaporform.config import Config
-from workflows.ai_shared import ai_jobs_channel
 
 SOURCE = """import os
 import sys

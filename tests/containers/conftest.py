@@ -21,8 +21,8 @@ import pytest
 from temporalio.client import Client
 
 from agent.serve import serve_agent
+from files.service import FileSystem, build_filesystem
 from store import db
-from store.filesystem import FileSystem, build_filesystem
 from tests.conftest import Server, free_port, serving
 from tests.docker_cleanup import managed, remove_owned
 from tests.support import wait_until

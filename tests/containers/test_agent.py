@@ -24,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 from agent.grants import AUDIENCE, HEADER, MAX_TTL_S, agent_key, mint
 from agent.terminal import belongs_to
 from vaporform.config import Config
-from workflows.container_shared import LABEL_MANAGED, LABEL_POOL, LABEL_PROJECT, container_name
+from workflows.containers.names import LABEL_MANAGED, LABEL_POOL, LABEL_PROJECT, container_name
 
 
 @pytest.fixture(scope="module")

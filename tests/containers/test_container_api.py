@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import Account, assert_error, create_project, register
 from vaporform.config import Config
-from workflows.container_shared import (
+from workflows.containers.names import (
     LABEL_CREATED_BY,
     LABEL_MANAGED,
     LABEL_PROJECT,

@@ -17,7 +17,7 @@ from tests.conftest import Server
 from tests.support import assert_error, create_project, register, wait_until
 from tests.web.admin_support import make_admin, rows, wait_for_row
 from vaporform.config import Config
-from workflows.container_shared import container_workflow_id
+from workflows.containers.names import container_workflow_id
 
 SMALL = {"cpus": 0.5, "memory_mb": 64, "pids": 64}
 

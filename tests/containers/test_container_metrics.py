@@ -16,8 +16,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
+from files.service import build_filesystem
 from store import db
-from store.filesystem import build_filesystem
 from tests.conftest import Server, free_port, serving
 from tests.support import create_project, register, wait_until
 from vaporform import metrics

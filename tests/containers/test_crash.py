@@ -25,18 +25,16 @@ from temporalio.common import WorkflowIDConflictPolicy
 from tests.support import wait_until
 from tests.worker_processes import WorkerProcesses
 from vaporform.config import Config
-from workflows.container import ContainerWorkflow
-from workflows.container_shared import (
-    LABEL_PROJECT,
+from vaporform.temporal_setup import reconcile_schedule_id
+from workflows.containers.contract import (
     ContainerSpec,
     ContainerWorkflowInput,
     EnsureRunningInput,
     Resources,
     StopInput,
-    container_name,
-    container_workflow_id,
 )
-from workflows.reconcile_schedule import reconcile_schedule_id
+from workflows.containers.entity import ContainerWorkflow
+from workflows.containers.names import LABEL_PROJECT, container_name, container_workflow_id
 
 
 @pytest.fixture

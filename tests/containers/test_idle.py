@@ -21,16 +21,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from worker import build_docker_worker
-from workflows.container import ContainerWorkflow
-from workflows.container_shared import (
-    DEFAULT_IDLE_TIMEOUT_S,
+from workflows.containers.contract import (
     ContainerSpec,
     ContainerWorkflowInput,
     EnsureRunningInput,
     Resources,
     TouchInput,
-    container_workflow_id,
 )
+from workflows.containers.entity import ContainerWorkflow
+from workflows.containers.names import DEFAULT_IDLE_TIMEOUT_S, container_workflow_id
 
 
 def time_skipping_binary() -> str:

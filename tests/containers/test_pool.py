@@ -17,27 +17,26 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from activities.container_pool import slots_root
-from store.workspace import workspace_dir, workspaces_root
+from activities.docker.pool import slots_root
+from files.workspace import workspace_dir, workspaces_root
 from tests.conftest import Server, serving
 from tests.support import create_project, register, wait_until
 from vaporform.config import Config
+from vaporform.temporal_setup import ensure_pools
 from vaporform.workspace_watch import watch_workspaces
-from workflows.container_pool import ContainerPoolWorkflow
-from workflows.container_pool_control import ensure_pools
-from workflows.container_shared import (
+from workflows.containers.contract import PoolStatus, ReconcileInput
+from workflows.containers.names import (
     LABEL_CREATED_BY,
     LABEL_MANAGED,
     LABEL_POOL,
     LABEL_SLOT,
     LABEL_WORKFLOW,
     POOL_NAME_PREFIX,
-    PoolStatus,
-    ReconcileInput,
     container_name,
     pool_workflow_id,
 )
-from workflows.reconcile import ReconcileWorkflow
+from workflows.containers.pool import ContainerPoolWorkflow
+from workflows.containers.reconcile import ReconcileWorkflow
 
 POOL_SIZE = 2
 

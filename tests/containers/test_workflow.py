@@ -14,12 +14,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from tests.support import create_project, register, wait_until
 from vaporform.config import Config
-from workflows.container import ContainerWorkflow
-from workflows.container_shared import (
-    LABEL_CREATED_BY,
-    LABEL_MANAGED,
-    LABEL_PROJECT,
-    LABEL_WORKFLOW,
+from workflows.containers.contract import (
     ContainerSpec,
     ContainerWorkflowInput,
     EnsureRunningInput,
@@ -27,9 +22,16 @@ from workflows.container_shared import (
     Resources,
     StopInput,
     TouchInput,
+)
+from workflows.containers.entity import ContainerWorkflow
+from workflows.containers.names import (
+    LABEL_CREATED_BY,
+    LABEL_MANAGED,
+    LABEL_PROJECT,
+    LABEL_WORKFLOW,
     container_workflow_id,
 )
-from workflows.reconcile import ReconcileWorkflow
+from workflows.containers.reconcile import ReconcileWorkflow
 
 SMALL = Resources(cpus=0.5, memory_mb=64, pids=64)
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from collab import ot
-from store.filesystem import FileSystem
+from files.service import FileSystem
 from tests.collab.conftest import WSClient
 from tests.conftest import Server
 from tests.support import Account, assert_error, create_project, register, wait_until

@@ -22,6 +22,7 @@ from temporalio.testing import ActivityEnvironment
 
 import worker as worker_module
 from activities.files import FileActivities
+from files.service import build_filesystem
 from store import db
 from store.blob_keys import (
     BlobKeyError,
@@ -31,12 +32,11 @@ from store.blob_keys import (
     parse_keyring,
 )
 from store.blobs import LocalBlobStore, sha256_hex
-from store.filesystem import build_filesystem
 from tests.conftest import serving
 from tests.support import Account, assert_error, create_project, register
 from vaporform.cli import rekey_blobs
 from vaporform.config import Config, ConfigError, load_config
-from workflows.files_shared import RetentionInput
+from workflows.files.contract import RetentionInput
 
 
 def new_key() -> bytes:

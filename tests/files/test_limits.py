@@ -8,8 +8,9 @@ from dataclasses import replace
 import httpx
 import pytest
 
+from files.errors import TooLarge, TooManyFiles
+from files.service import build_filesystem
 from store import db
-from store.filesystem import TooLarge, TooManyFiles, build_filesystem
 from tests.support import create_project, register
 from vaporform.config import Config
 

@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from store.paths import InvalidPath, language_of, normalize_path, normalize_prefix
+from files.paths import InvalidPath, language_of, normalize_path, normalize_prefix
 
 HOSTILE = [
     "",

@@ -14,15 +14,17 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.files import FileActivities
 from collab.broker import RedisBroker
+from collab.channels import files_channel
+from files.service import build_filesystem
+from files.workspace import workspace_dir, workspaces_root
 from store import db, files
-from store.filesystem import build_filesystem
-from store.workspace import workspace_dir, workspaces_root
 from tests.conftest import REDIS_URL
 from tests.support import Account, create_project, register, wait_until
 from vaporform.config import Config
+from vaporform.temporal_setup import signal_files_changed
 from vaporform.workspace_watch import watch_workspaces
-from workflows.files_shared import RetentionInput, RetentionOutput, files_channel
-from workflows.versioning import RetentionWorkflow, signal_files_changed
+from workflows.files.contract import RetentionInput, RetentionOutput
+from workflows.files.versioning import RetentionWorkflow
 
 
 async def _project(http: httpx.AsyncClient, **fields: object) -> tuple[Account, str]:

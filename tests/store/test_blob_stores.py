@@ -17,14 +17,14 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.files import FileActivities
+from files.service import FileSystem
 from store import db
 from store.blob_keys import BlobKeyError, BlobKeyring, key_id_of
 from store.blobs import BlobStore, LocalBlobStore, blob_key, rekey, sha256_hex
-from store.filesystem import FileSystem
 from tests.conftest import ADMIN_DSN
 from tests.store.conftest import S3StoreFactory
 from vaporform.backup import backup, restore
-from workflows.files_shared import RetentionInput
+from workflows.files.contract import RetentionInput
 
 Factory = Callable[..., BlobStore]
 

@@ -26,8 +26,8 @@ from temporalio.client import Client
 
 from agent.serve import serve_agent
 from collab.settings import CollabSettings
+from files.service import build_filesystem
 from store import db
-from store.filesystem import build_filesystem
 from tests.conftest import Server, free_port, serving
 from tests.docker_cleanup import managed, remove_owned
 from tests.support import Account, register, wait_until

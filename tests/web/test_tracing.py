@@ -21,8 +21,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
+from files.service import build_filesystem
 from store import db
-from store.filesystem import build_filesystem
 from tests.collab.conftest import WSClient
 from tests.conftest import ADMIN_DSN, Server, migrated_database, serving
 from tests.otlp_collector import Collector, ReceivedSpan

@@ -14,8 +14,8 @@ from temporalio.client import Client
 from store import db, outbox
 from vaporform.config import Config
 from vaporform.outbox_relay import OutboxRelay, start_project_created
-from workflows.project_created import ProjectCreatedWorkflow
-from workflows.shared import ProjectCreatedInput, project_created_workflow_id
+from workflows.projects.contract import ProjectCreatedInput, project_created_workflow_id
+from workflows.projects.created import ProjectCreatedWorkflow
 
 
 @pytest.fixture

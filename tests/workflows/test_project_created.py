@@ -11,8 +11,9 @@ from temporalio.service import RPCError
 
 from store import db
 from tests.support import create_project, register, wait_until
-from workflows.project_created import ProjectCreatedWorkflow
-from workflows.shared import PROJECT_ID, USER_ID, ProjectCreatedOutput, project_created_workflow_id
+from workflows.projects.contract import ProjectCreatedOutput, project_created_workflow_id
+from workflows.projects.created import ProjectCreatedWorkflow
+from workflows.shared import PROJECT_ID, USER_ID
 
 
 async def test_project_creation_runs_the_audit_workflow(

@@ -20,25 +20,23 @@ import websockets
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from files.service import FileSystem
+from files.workspace import workspace_dir
 from store import db, outbox
-from store.filesystem import FileSystem
-from store.workspace import workspace_dir
 from tests.conftest import Server, serving
 from tests.containers import conftest as containers
 from tests.support import Account, assert_error, create_project, register, wait_until
 from vaporform.config import Config
-from web.revocation import CHANNEL
-from workflows.container_shared import container_name, container_workflow_id
-from workflows.files_shared import RetentionInput, versioning_workflow_id
-from workflows.project_deletion import ProjectDeletionWorkflow
-from workflows.project_deletion_shared import (
-    ACCESS_CHANNEL,
+from workflows.containers.names import container_name, container_workflow_id
+from workflows.files.contract import RetentionInput, versioning_workflow_id
+from workflows.files.versioning import RetentionWorkflow
+from workflows.projects.contract import (
     ProjectDeletionInput,
     ProjectDeletionOutput,
     project_deletion_workflow_id,
 )
+from workflows.projects.deletion import ProjectDeletionWorkflow
 from workflows.shared import PROJECT_ID
-from workflows.versioning import RetentionWorkflow
 
 pytestmark = pytest.mark.docker
 
@@ -138,10 +136,6 @@ async def _project_rows(database_url: str, pid: str) -> dict[str, int]:
         }
     finally:
         await conn.close()
-
-
-def test_the_access_channel_is_the_one_api_nodes_listen_on() -> None:
-    assert ACCESS_CHANNEL == CHANNEL
 
 
 async def test_deleting_a_project_removes_everything_it_left(

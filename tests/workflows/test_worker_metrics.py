@@ -17,8 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import worker as worker_module
+from files.service import build_filesystem
 from store import db
-from store.filesystem import build_filesystem
 from tests.conftest import free_port
 from tests.support import wait_until
 from tests.workflows.failing import FailingWorkflow, always_fails
@@ -30,8 +30,8 @@ from vaporform.worker_metrics import (
     free_loopback_address,
     temporal_runtime,
 )
-from workflows.project_created import ProjectCreatedWorkflow
-from workflows.shared import ProjectCreatedInput
+from workflows.projects.contract import ProjectCreatedInput
+from workflows.projects.created import ProjectCreatedWorkflow
 
 TOKEN = "worker-metrics-token-0123456789"
 

@@ -17,10 +17,10 @@ from quart_schema import document_response, validate_request
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
+from files.errors import WorkspaceConflict, checked_path
 from store import ai as store
 from store import ai_budget
 from store.ai import Job
-from store.filesystem import WorkspaceConflict, checked_path
 from store.projects import Project
 from web import audit
 from web.access import caller_project, parse_uuid, project_for
@@ -28,9 +28,7 @@ from web.auth import principal, require_auth
 from web.errors import APIError, not_found
 from web.openapi import document_errors
 from web.services import services
-from workflows.ai_changes import CodeGenerationWorkflow, DebugWorkflow
-from workflows.ai_review import CodeReviewWorkflow
-from workflows.ai_shared import (
+from workflows.ai.contract import (
     AIProgress,
     ContainerTarget,
     DebugInput,
@@ -42,7 +40,10 @@ from workflows.ai_shared import (
     TestGenInput,
     ai_workflow_id,
 )
-from workflows.ai_tests import TestGenerationWorkflow
+from workflows.ai.debug import DebugWorkflow
+from workflows.ai.generate import CodeGenerationWorkflow
+from workflows.ai.review import CodeReviewWorkflow
+from workflows.ai.tests import TestGenerationWorkflow
 from workflows.shared import search_attributes
 
 log = logging.getLogger("vaporform.web")

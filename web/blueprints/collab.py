@@ -17,9 +17,9 @@ from collab.broker import open_broker
 from collab.files import FileSystemFiles
 from collab.hub import Hub
 from collab.session import Session
+from files.model import ChangeEvent
 from store import users
 from store.collab import create_lean_pool
-from store.filesystem import ChangeEvent
 from vaporform import metrics
 from web.access import project_for
 from web.auth import principal

@@ -27,17 +27,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from store import quotas
 from vaporform.config import ContainerSettings, Quota
+from vaporform.temporal_setup import configured_pools
 from web import audit
 from web.access import caller_project
 from web.auth import require_auth
 from web.errors import APIError
 from web.openapi import document_errors, document_no_content
 from web.services import services
-from workflows.container import ContainerWorkflow
-from workflows.container_ops import ExecWorkflow, ListImagesWorkflow
-from workflows.container_pool_control import configured_pools
-from workflows.container_shared import (
-    CONTAINER_GONE,
+from workflows.containers.contract import (
     ContainerSpec,
     ContainerStatus,
     ContainerWorkflowInput,
@@ -46,14 +43,19 @@ from workflows.container_shared import (
     ExecWorkflowInput,
     ListImagesWorkflowInput,
     Resources,
-    Status,
     StopInput,
     TouchInput,
+    pool_spec,
+)
+from workflows.containers.entity import ContainerWorkflow
+from workflows.containers.names import (
+    CONTAINER_GONE,
+    Status,
     container_workflow_id,
     normalise_image,
-    pool_spec,
     pool_workflow_id,
 )
+from workflows.containers.ops import ExecWorkflow, ListImagesWorkflow
 from workflows.shared import search_attributes
 
 blueprint = Blueprint("containers", __name__, url_prefix="/api/v1/projects")

@@ -15,9 +15,10 @@ from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response, validate_request
 
 from collab.ot import utf16_len
-from store.archive import ArchiveError, ArchiveLimits, archive_pieces, read_archive
-from store.filesystem import FileContent, FileSystem
-from store.paths import InvalidPath, normalize_prefix
+from files.archive import ArchiveError, ArchiveLimits, archive_pieces, read_archive
+from files.model import FileContent
+from files.paths import InvalidPath, normalize_prefix
+from files.service import FileSystem
 from web import audit
 from web.access import caller_project
 from web.auth import require_auth

@@ -30,7 +30,7 @@ from web.errors import APIError
 from web.openapi import document_errors
 from web.services import services
 from web.tokens import new_opaque_token
-from workflows.container_shared import Status
+from workflows.containers.names import Status
 
 blueprint = Blueprint("previews", __name__, url_prefix="/api/v1/projects")
 

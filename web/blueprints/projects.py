@@ -22,8 +22,11 @@ from web.errors import APIError, not_found
 from web.openapi import document_errors, document_no_content
 from web.revocation import revocations
 from web.services import services
-from workflows.project_deletion_shared import ProjectDeletionInput, project_deletion_workflow_id
-from workflows.shared import ProjectCreatedInput
+from workflows.projects.contract import (
+    ProjectCreatedInput,
+    ProjectDeletionInput,
+    project_deletion_workflow_id,
+)
 
 blueprint = Blueprint("projects", __name__, url_prefix="/api/v1/projects")
 

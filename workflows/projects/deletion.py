@@ -27,13 +27,9 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 
-from workflows.container_shared import (
-    ContainerRef,
-    RemovedOutput,
-    WorkspaceInput,
-    container_name,
-)
-from workflows.project_deletion_shared import (
+from workflows.containers.contract import ContainerRef, RemovedOutput, WorkspaceInput
+from workflows.containers.names import container_name
+from workflows.projects.contract import (
     DELETION_RETRY,
     ContainerEnded,
     DeletionRef,

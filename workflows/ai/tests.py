@@ -18,9 +18,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from workflows.ai_changes import propose
-from workflows.ai_shared import (
-    CONTAINER_UNAVAILABLE,
+from workflows.ai.changes import propose
+from workflows.ai.contract import (
     ComposeInput,
     ComposeOutput,
     EnsureContainerOutput,
@@ -32,8 +31,9 @@ from workflows.ai_shared import (
     TestGenInput,
     TestOutcome,
 )
-from workflows.ai_steps import AIJobWorkflow, ask, call, run_job, running_container
-from workflows.container_shared import ExecInput, ExecOutput
+from workflows.ai.errors import CONTAINER_UNAVAILABLE
+from workflows.ai.steps import AIJobWorkflow, ask, call, run_job, running_container
+from workflows.containers.contract import ExecInput, ExecOutput
 
 
 def module_name(path: str) -> str:

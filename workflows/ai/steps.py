@@ -14,10 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
 
-from workflows.ai_shared import (
-    CONTAINER_UNAVAILABLE,
-    ERROR_CODES,
-    PROVIDER_RETRY,
+from workflows.ai.contract import (
     AIProgress,
     AskInput,
     AskOutput,
@@ -29,6 +26,7 @@ from workflows.ai_shared import (
     SourceFile,
     StatusInput,
 )
+from workflows.ai.errors import CONTAINER_UNAVAILABLE, ERROR_CODES, PROVIDER_RETRY
 from workflows.shared import DB_RETRY
 
 T = TypeVar("T")

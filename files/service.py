@@ -3,8 +3,7 @@
 Every write is a new version. Writers of a project share a lock that the workspace importer
 takes exclusively, so an import never sees a write half-applied to the workspace; all writers
 share a lock that blob garbage collection takes exclusively, so GC never deletes a blob whose
-version is about to be committed.
-"""
+version is about to be committed."""
 
 from __future__ import annotations
 
@@ -14,21 +13,33 @@ import difflib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 from uuid import UUID
 
 import asyncpg
 
+from files import workspace as mirror
+from files.errors import (
+    FileNotFound,
+    FileSystemError,
+    PathConflict,
+    QuotaExceeded,
+    TooLarge,
+    TooManyFiles,
+    VersionConflict,
+    WorkspaceConflict,
+    checked_path,
+)
+from files.locks import GC_LOCK, ProjectLock
+from files.model import ChangeEvent, FileContent, Limits, SyncReport, WriteResult, classify
+from files.paths import InvalidPath, is_under, language_of, normalize_path
+from files.workspace import workspace_dir
 from store import audit as audit_log
 from store import files, quotas
-from store import workspace as mirror
 from store.blobs import BlobStore, build_blob_store
 from store.db import Conn
 from store.files import FileRow, SearchHit, VersionRow
-from store.paths import InvalidPath, is_under, language_of, normalize_path
-from store.workspace import workspace_dir
 from vaporform.config import Config
 
 log = logging.getLogger("vaporform.files")
@@ -36,140 +47,8 @@ log = logging.getLogger("vaporform.files")
 # An audit event names at most this many files (an archive import may write thousands).
 AUDITED_FILES = 100
 
-# Advisory lock keys: GC vs. every writer, and per project (second key) workspace import vs.
-# writers of that project.
-GC_LOCK = 0x7666_6763  # "vfgc"
-WORKSPACE_LOCK_CLASS = 0x7677  # "vw"
-
-
-class FileSystemError(Exception):
-    status = 400
-    code = "file_error"
-
-    def __init__(self, message: str, **details: object) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-
-class FileNotFound(FileSystemError):
-    status, code = 404, "not_found"
-
-
-class VersionConflict(FileSystemError):
-    status, code = 409, "version_conflict"
-
-    def __init__(self, current_version: int) -> None:
-        super().__init__(
-            f"the file is at version {current_version}", current_version=current_version
-        )
-        self.current_version = current_version
-
-
-class TooLarge(FileSystemError):
-    status, code = 413, "too_large"
-
-
-class TooManyFiles(FileSystemError):
-    status, code = 409, "too_many_files"
-
-
-class PathConflict(FileSystemError):
-    status, code = 409, "path_conflict"
-
-
-class QuotaExceeded(FileSystemError):
-    """The project's owner would hold more than their storage quota (store/quotas.py)."""
-
-    status, code = 400, "quota_exceeded"
-
-
-class WorkspaceConflict(FileSystemError):
-    """What a program in the container left in the workspace (a link, a folder, a FIFO, a
-    device) stands where a file must go. Raised after the commit: the versions are kept and
-    listed in `results`; only the workspace copy is missing until the object goes away."""
-
-    status, code = 409, "workspace_conflict"
-
-    def __init__(self, conflicts: Sequence[mirror.WorkspaceConflict]) -> None:
-        first = conflicts[0]
-        super().__init__(
-            f"{first.path} is {first.kind} in the workspace; the version was saved but not "
-            "written there",
-            path=first.path,
-            kind=first.kind,
-            conflicts=[{"path": c.path, "kind": c.kind} for c in conflicts],
-        )
-        self.results: list[WriteResult] = []
-
-
-def invalid_path(exc: InvalidPath) -> FileSystemError:
-    error = FileSystemError(f"invalid path: {exc.reason}", reason=exc.reason, **exc.limits)
-    error.code = "invalid_path"
-    return error
-
-
-def checked_path(raw: object) -> str:
-    try:
-        return normalize_path(raw)
-    except InvalidPath as exc:
-        raise invalid_path(exc) from None
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    max_file_bytes: int = 5 * 1024 * 1024
-    max_files: int = 10_000
-    search_results: int = 500
-    search_timeout_ms: int = 5_000
-
-
-@dataclass(frozen=True, slots=True)
-class FileContent:
-    path: str
-    content: bytes
-    encoding: str  # "utf-8" or "binary"
-    version: int
-    size: int
-    sha256: str
-    language: str | None
-    updated_at: datetime
-    text: str | None  # the decoded content of a UTF-8 file, decoded once when read
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    path: str
-    version: int
-    created: bool
-    changed: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeEvent:
-    project_id: UUID
-    paths: tuple[str, ...]
-    origin: str  # "api", "container", "ai", "system"
-
-
-@dataclass(slots=True)
-class SyncReport:
-    imported: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-
 
 Notifier = Callable[[ChangeEvent], Awaitable[None]]
-
-
-def classify(content: bytes) -> tuple[str, str | None]:
-    """("utf-8", text) for text files, ("binary", None) for anything else."""
-    if b"\x00" in content:
-        return "binary", None
-    try:
-        return "utf-8", content.decode("utf-8")
-    except UnicodeDecodeError:
-        return "binary", None
 
 
 class FileSystem:
@@ -737,36 +616,6 @@ class _FileBudget:
         if self.live >= limit:
             raise TooManyFiles(f"the project has {limit} files, the limit", limit=limit)
         self.live += 1
-
-
-class ProjectLock:
-    """A pooled connection holding the project's workspace lock (shared or exclusive).
-
-    Writers share it; the workspace import, materialising, a pool member's adoption and a
-    workspace's removal take it exclusively, so none of them sees another half done."""
-
-    def __init__(self, pool: asyncpg.Pool, project_id: UUID, *, exclusive: bool) -> None:
-        self.pool = pool
-        self.key = project_id.int & 0x7FFF_FFFF
-        self.exclusive = exclusive
-
-    async def __aenter__(self) -> Conn:
-        self._acquire = self.pool.acquire()
-        self.conn: Conn = await self._acquire.__aenter__()
-        suffix = "" if self.exclusive else "_shared"
-        await self.conn.execute(
-            f"SELECT pg_advisory_lock{suffix}($1, $2)", WORKSPACE_LOCK_CLASS, self.key
-        )
-        return self.conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        suffix = "" if self.exclusive else "_shared"
-        try:
-            await self.conn.execute(
-                f"SELECT pg_advisory_unlock{suffix}($1, $2)", WORKSPACE_LOCK_CLASS, self.key
-            )
-        finally:
-            await self._acquire.__aexit__(None, None, None)
 
 
 def build_filesystem(

@@ -1,4 +1,5 @@
-"""Dataclasses, names and the retry policy of the `ProjectDeletion` workflow and its activities.
+"""Dataclasses, names and the retry policy of the project lifecycle workflows (`ProjectCreated`,
+`ProjectDeletion`) and their activities.
 
 One dataclass in, one dataclass out; every later field gets a default.
 """
@@ -9,10 +10,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio.common import RetryPolicy
-
-# The broker channel on which API nodes hear that open sockets must be re-checked
-# (web/revocation.py CHANNEL; a test keeps the two equal, activities never import web/).
-ACCESS_CHANNEL = "access"
 
 # "Retried until done": no attempt limit, at most a minute between attempts. A step that cannot
 # succeed yet (a Docker host that is down) keeps the workflow open, visible in the Temporal UI.
@@ -85,3 +82,23 @@ class Purged:
 class WorkspaceRemoved:
     removed: bool
     path: str = ""
+
+
+def project_created_workflow_id(project_id: str) -> str:
+    return f"project-created-{project_id}"
+
+
+@dataclass(frozen=True)
+class ProjectCreatedInput:
+    project_id: str
+    owner_id: str
+    name: str
+    request_id: str | None = None
+    # For the audit event: the client's address and when the project was made (ISO 8601).
+    client_ip: str | None = None
+    created_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectCreatedOutput:
+    audit_recorded: bool

@@ -35,22 +35,20 @@ import docker.errors
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.container_pool import slot_dir
-from activities.docker_containers import _info
+from activities.docker.engine import _info
+from activities.docker.pool import slot_dir
 from activities.heartbeat import beating
-from store.filesystem import FileSystem, ProjectLock
-from store.workspace import workspace_dir
+from files.locks import ProjectLock
+from files.service import FileSystem
+from files.workspace import workspace_dir
 from vaporform.images import RUNTIME_UID
-from workflows.container_shared import (
+from workflows.containers.contract import AdoptInput, ContainerInfo, WorkspaceInput, WorkspaceOutput
+from workflows.containers.names import (
     CONTAINER_GONE,
     LABEL_MANAGED,
     LABEL_POOL,
     LABEL_PROJECT,
     NAME_TAKEN,
-    AdoptInput,
-    ContainerInfo,
-    WorkspaceInput,
-    WorkspaceOutput,
     container_name,
 )
 

@@ -1,6 +1,4 @@
-"""`DebugWorkflow` and `CodeGenerationWorkflow`: context files (and, for debugging, the failing
-command's output and the files its traceback names) in, proposed per-file changes out. Nothing
-is written until someone applies the job."""
+"""The debugging job: explain a failure and propose a fix."""
 
 from __future__ import annotations
 
@@ -11,46 +9,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from workflows.ai_shared import (
-    AIProgress,
+from workflows.ai.changes import OUTPUT_TAIL, propose
+from workflows.ai.contract import (
     DebugInput,
     GatherInput,
     GatherOutput,
-    GenerateInput,
-    JobRef,
-    ProposedFile,
-    ProposeInput,
-    ProposeOutput,
-    SourceFile,
 )
-from workflows.ai_steps import AIJobWorkflow, ask, call, run_job, running_container
-from workflows.container_shared import ExecInput, ExecOutput
-
-OUTPUT_TAIL = 12_000  # characters of command output shown to the model
-
-
-async def propose(
-    progress: AIProgress, job: JobRef, files: list[SourceFile], answer: dict[str, Any]
-) -> dict[str, Any]:
-    progress.stage = "preparing changes"
-    proposed = await call(
-        "ai_propose",
-        ProposeInput(
-            job.project_id,
-            [ProposedFile(c["path"], c["content"]) for c in answer.get("changes", [])],
-        ),
-        ProposeOutput,
-    )
-    return {
-        "explanation": answer.get("explanation", ""),
-        "changes": [
-            {"path": c.path, "base_version": c.base_version, "content": c.content, "diff": c.diff}
-            for c in proposed.changes
-        ],
-        "refused": proposed.refused,
-        "files": [{"path": f.path, "version": f.version} for f in files],
-        "model_calls": progress.model_calls,
-    }
+from workflows.ai.steps import AIJobWorkflow, ask, call, run_job, running_container
+from workflows.containers.contract import ExecInput, ExecOutput
 
 
 @workflow.defn(name="AIDebug")
@@ -102,30 +68,5 @@ class DebugWorkflow(AIJobWorkflow):
         )
         result = await propose(progress, data.job, gathered.files, answer.answer)
         result["command"] = {"argv": data.command, "exit_code": exit_code} if data.command else None
-        result["cached"] = answer.cached
-        return result
-
-
-@workflow.defn(name="AICodeGeneration")
-class CodeGenerationWorkflow(AIJobWorkflow):
-    @workflow.run
-    async def run(self, data: GenerateInput) -> dict[str, Any]:
-        return await run_job(data.job, self._progress, lambda: self._generate(data))
-
-    async def _generate(self, data: GenerateInput) -> dict[str, Any]:
-        progress = self._progress
-        files: list[SourceFile] = []
-        if data.paths:
-            progress.stage = "gathering files"
-            gathered = await call(
-                "ai_gather",
-                GatherInput(data.job.project_id, list(data.paths), data.context_tokens),
-                GatherOutput,
-            )
-            files = gathered.files
-        answer = await ask(
-            progress, data.job, "generate", "generate", files, {"prompt": data.prompt}
-        )
-        result = await propose(progress, data.job, files, answer.answer)
         result["cached"] = answer.cached
         return result

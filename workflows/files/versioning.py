@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.client import Client
 
-from workflows.files_shared import (
+from workflows.files.contract import (
     BATCHES_BEFORE_CONTINUE_AS_NEW,
     DEBOUNCE,
     IDLE_EXIT,
@@ -19,9 +18,8 @@ from workflows.files_shared import (
     RetentionOutput,
     VersioningState,
     WorkspaceImportInput,
-    versioning_workflow_id,
 )
-from workflows.shared import DB_RETRY, search_attributes
+from workflows.shared import DB_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from activities.files import FileActivities
@@ -152,18 +150,3 @@ class RetentionWorkflow:
             blobs_deleted=collected.blobs_deleted,
             blobs_kept=collected.blobs_kept,
         )
-
-
-async def signal_files_changed(
-    client: Client, task_queue: str, project_id: str, paths: list[str] | None, origin: str
-) -> None:
-    """Signal-with-start the project's versioning entity; `paths=None` asks for a full scan."""
-    await client.start_workflow(
-        VersioningWorkflow.run,
-        VersioningState(project_id=project_id),
-        id=versioning_workflow_id(project_id),
-        task_queue=task_queue,
-        start_signal="files_changed",
-        start_signal_args=[FilesChanged(paths=paths or [], origin=origin, full_scan=paths is None)],
-        search_attributes=search_attributes(project_id),
-    )

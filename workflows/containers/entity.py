@@ -12,7 +12,7 @@ container (`ContainerWorkflowInput.docker_queue`), so no Docker code is imported
 heartbeats, so a worker killed in the middle of a Docker call is noticed within seconds
 (`HEARTBEAT`) and the call is retried on another worker; every call is idempotent.
 
-When `ensure_running` names a warm pool (`workflows/container_pool.py`), provisioning first
+When `ensure_running` names a warm pool (`workflows/containers/pool.py`), provisioning first
 claims a ready member and adopts it (rename, slot folder becomes the workspace); an empty pool
 or a failed adoption falls back to the cold path (create, start, wait healthy).
 """
@@ -29,8 +29,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-from workflows.container_shared import (
-    DOCKER_RETRY,
+from workflows.containers.contract import (
     AdoptInput,
     ContainerInfo,
     ContainerRef,
@@ -48,7 +47,6 @@ from workflows.container_shared import (
     PoolClaimOutput,
     PoolMember,
     RemovedOutput,
-    Status,
     StopContainerInput,
     StopInput,
     TouchInput,
@@ -57,6 +55,7 @@ from workflows.container_shared import (
     WorkspaceInput,
     WorkspaceOutput,
 )
+from workflows.containers.names import DOCKER_RETRY, Status
 
 T = TypeVar("T")
 

@@ -28,17 +28,7 @@ from temporalio.exceptions import ApplicationError
 
 from vaporform import metrics
 from vaporform.images import IMAGE_PREFIX, LABEL_DESCRIPTION, RUNTIME_UID
-from workflows.container_shared import (
-    CONTAINER_GONE,
-    IMAGE_NOT_FOUND,
-    LABEL_CREATED_BY,
-    LABEL_MANAGED,
-    LABEL_POOL,
-    LABEL_PROJECT,
-    LABEL_WORKFLOW,
-    NAME_TAKEN,
-    NOT_HEALTHY,
-    POOL_NAME_PREFIX,
+from workflows.containers.contract import (
     ContainerInfo,
     ContainerRef,
     ContainerSpec,
@@ -59,6 +49,18 @@ from workflows.container_shared import (
     RuntimeImageInfo,
     StopContainerInput,
     WaitHealthyInput,
+)
+from workflows.containers.names import (
+    CONTAINER_GONE,
+    IMAGE_NOT_FOUND,
+    LABEL_CREATED_BY,
+    LABEL_MANAGED,
+    LABEL_POOL,
+    LABEL_PROJECT,
+    LABEL_WORKFLOW,
+    NAME_TAKEN,
+    NOT_HEALTHY,
+    POOL_NAME_PREFIX,
     container_name,
 )
 

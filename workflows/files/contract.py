@@ -15,11 +15,6 @@ IDLE_EXIT = timedelta(minutes=10)
 BATCHES_BEFORE_CONTINUE_AS_NEW = 200
 
 
-def files_channel(project_id: str) -> str:
-    """The broker channel on which a project's file changes are announced to API nodes."""
-    return f"project:{project_id}:files"
-
-
 def versioning_workflow_id(project_id: str) -> str:
     return f"versioning-{project_id}"
 

@@ -24,9 +24,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.container import COMPENSATION_RETRY, failure_reason
-from workflows.container_shared import (
-    DOCKER_RETRY,
+from workflows.containers.contract import (
     MAX_POOL_CLAIMS,
     ContainerInfo,
     CreateMemberInput,
@@ -42,6 +40,8 @@ from workflows.container_shared import (
     PoolStatus,
     RemovedOutput,
 )
+from workflows.containers.entity import COMPENSATION_RETRY, failure_reason
+from workflows.containers.names import DOCKER_RETRY
 
 MAX_BACKOFF_S = 300.0
 

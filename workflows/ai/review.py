@@ -8,7 +8,7 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.ai_shared import (
+from workflows.ai.contract import (
     FindingData,
     GatherInput,
     GatherOutput,
@@ -16,10 +16,9 @@ from workflows.ai_shared import (
     LintOutput,
     ReviewInput,
     SaveFindingsInput,
-    check_findings,
-    finding_public,
 )
-from workflows.ai_steps import AIJobWorkflow, ask, call, run_job
+from workflows.ai.findings import check_findings, finding_public
+from workflows.ai.steps import AIJobWorkflow, ask, call, run_job
 
 
 @workflow.defn(name="AICodeReview")

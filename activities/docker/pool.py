@@ -18,9 +18,17 @@ import docker.errors
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.docker_containers import DockerActivities, beating, check_runtime_image
+from activities.docker.engine import DockerActivities, beating, check_runtime_image
 from vaporform.images import RUNTIME_UID
-from workflows.container_shared import (
+from workflows.containers.contract import (
+    ContainerInfo,
+    ContainerRef,
+    CreateMemberInput,
+    DiscardMemberInput,
+    RemovedOutput,
+    WaitHealthyInput,
+)
+from workflows.containers.names import (
     LABEL_CREATED_BY,
     LABEL_MANAGED,
     LABEL_POOL,
@@ -28,12 +36,6 @@ from workflows.container_shared import (
     LABEL_WORKFLOW,
     NAME_TAKEN,
     POOL_NAME_PREFIX,
-    ContainerInfo,
-    ContainerRef,
-    CreateMemberInput,
-    DiscardMemberInput,
-    RemovedOutput,
-    WaitHealthyInput,
 )
 
 

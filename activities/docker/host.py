@@ -8,11 +8,11 @@ from typing import Any
 
 import docker
 
-from activities.container_pool import ContainerPoolActivities
-from activities.container_workspace import ContainerWorkspaceActivities
-from activities.docker_containers import DockerActivities
+from activities.docker.engine import DockerActivities
+from activities.docker.pool import ContainerPoolActivities
+from activities.docker.workspace import ContainerWorkspaceActivities
 from activities.project_deletion import ProjectDeletionHostActivities
-from store.filesystem import FileSystem
+from files.service import FileSystem
 
 
 def docker_host_activities(

@@ -11,14 +11,14 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.container_shared import (
-    DOCKER_RETRY,
+from workflows.containers.contract import (
     ExecOutput,
     ExecWorkflowInput,
     ListImagesInput,
     ListImagesOutput,
     ListImagesWorkflowInput,
 )
+from workflows.containers.names import DOCKER_RETRY
 
 
 @workflow.defn(name="ContainerExec")

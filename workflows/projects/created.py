@@ -6,12 +6,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.shared import (
-    DB_RETRY,
-    AuditEventInput,
-    ProjectCreatedInput,
-    ProjectCreatedOutput,
-)
+from workflows.projects.contract import ProjectCreatedInput, ProjectCreatedOutput
+from workflows.shared import DB_RETRY, AuditEventInput
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities

@@ -13,8 +13,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.container_shared import (
-    DOCKER_RETRY,
+from workflows.containers.contract import (
     ClassifyInput,
     ClassifyOutput,
     ContainerRef,
@@ -26,6 +25,7 @@ from workflows.container_shared import (
     ReconcileOutput,
     RemovedOutput,
 )
+from workflows.containers.names import DOCKER_RETRY
 
 
 @workflow.defn(name="ContainerReconcile")

@@ -12,9 +12,9 @@ import tarfile
 from collections.abc import Generator
 from dataclasses import dataclass
 
+from files.paths import InvalidPath, normalize_path
 from store.blobs import BlobStore
 from store.files import FileRow
-from store.paths import InvalidPath, normalize_path
 
 
 class ArchiveError(ValueError):

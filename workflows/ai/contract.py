@@ -1,4 +1,4 @@
-"""Dataclasses, names and retry policies of the AI job workflows and their activities.
+"""Dataclasses and names of the AI job workflows and their activities.
 
 One dataclass in, one dataclass out. Activities are called by name from the workflows, so no
 provider, database or Docker code is imported into the workflow sandbox.
@@ -7,45 +7,7 @@ provider, database or Docker code is imported into the workflow sandbox.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
-
-from temporalio.common import RetryPolicy
-
-# Error types of the AI activities (ApplicationError.type) and the job error codes they become.
-PROVIDER_RETRYABLE = "AIProviderRetryable"
-PROVIDER_REJECTED = "AIProviderRejected"
-PROVIDER_NOT_CONFIGURED = "AIProviderNotConfigured"
-INVALID_ANSWER = "AIInvalidAnswer"
-NO_FILES = "AINoFiles"
-CONTAINER_UNAVAILABLE = "AIContainerUnavailable"
-# A model call did not fit the project's or the user's budget (its details say which).
-BUDGET_EXCEEDED = "AIBudgetExceeded"
-
-ERROR_CODES = {
-    PROVIDER_REJECTED: "ai_provider_rejected",
-    PROVIDER_NOT_CONFIGURED: "ai_provider_not_configured",
-    PROVIDER_RETRYABLE: "ai_provider_unavailable",
-    INVALID_ANSWER: "ai_invalid_answer",
-    NO_FILES: "no_files",
-    CONTAINER_UNAVAILABLE: "container_unavailable",
-    BUDGET_EXCEEDED: "budget_exceeded",
-}
-
-# Model calls: 429/529/5xx back off (a `retry-after` overrides the interval through
-# `next_retry_delay`); after ~2 minutes of refusals the job fails as unavailable.
-PROVIDER_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=6,
-    non_retryable_error_types=[
-        PROVIDER_REJECTED,
-        PROVIDER_NOT_CONFIGURED,
-        INVALID_ANSWER,
-        BUDGET_EXCEEDED,
-    ],
-)
 
 # Where generated tests live inside the container: tmpfs, so nothing reaches the workspace
 # (which the file system imports as versions) until someone applies the job.
@@ -64,15 +26,6 @@ class JobStatus:
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-
-
-def ai_jobs_channel(project_id: str) -> str:
-    """The broker channel on which a project's AI job state changes are announced.
-
-    Collaboration rooms subscribe to it and pass each message on to their sockets as a `job`
-    event: `{"type": "job", "job_id", "kind", "status"}`.
-    """
-    return f"project:{project_id}:jobs"
 
 
 def ai_workflow_id(kind: str, job_id: str) -> str:
@@ -322,56 +275,3 @@ class ComposeInput:
 @dataclass(frozen=True)
 class ComposeOutput:
     code: str
-
-
-def check_findings(
-    findings: list[FindingData], files: list[SourceFile]
-) -> tuple[list[FindingData], list[dict[str, Any]]]:
-    """Findings whose lines exist in the file they name, and the others with the reason.
-
-    Pure, so the workflow can run it: a model that invents a line is caught before anyone
-    sees the finding.
-    """
-    lines = {f.path: max(1, len(f.content.splitlines())) for f in files}
-    versions = {f.path: f.version for f in files}
-    kept: list[FindingData] = []
-    dropped: list[dict[str, Any]] = []
-    for item in findings:
-        count = lines.get(item.path)
-        reason = None
-        if count is None:
-            reason = "the file was not part of the review"
-        elif not 1 <= item.line_start <= item.line_end <= count:
-            reason = f"lines {item.line_start}-{item.line_end} do not exist ({count} lines)"
-        elif item.severity not in ("error", "warning", "info"):
-            reason = f"unknown severity {item.severity!r}"
-        if reason is None:
-            kept.append(
-                FindingData(
-                    path=item.path,
-                    line_start=item.line_start,
-                    line_end=item.line_end,
-                    severity=item.severity,
-                    category=item.category,
-                    message=item.message,
-                    suggestion=item.suggestion,
-                    source=item.source,
-                    file_version=versions[item.path],
-                )
-            )
-        else:
-            dropped.append({"finding": finding_public(item), "reason": reason})
-    return kept, dropped
-
-
-def finding_public(item: FindingData) -> dict[str, Any]:
-    return {
-        "path": item.path,
-        "line_start": item.line_start,
-        "line_end": item.line_end,
-        "severity": item.severity,
-        "category": item.category,
-        "message": item.message,
-        "suggestion": item.suggestion,
-        "source": item.source,
-    }

@@ -1,0 +1,41 @@
+"""What the jobs that propose file changes share: asking for changes and checking them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflows.ai.contract import (
+    AIProgress,
+    JobRef,
+    ProposedFile,
+    ProposeInput,
+    ProposeOutput,
+    SourceFile,
+)
+from workflows.ai.steps import call
+
+OUTPUT_TAIL = 12_000  # characters of command output shown to the model
+
+
+async def propose(
+    progress: AIProgress, job: JobRef, files: list[SourceFile], answer: dict[str, Any]
+) -> dict[str, Any]:
+    progress.stage = "preparing changes"
+    proposed = await call(
+        "ai_propose",
+        ProposeInput(
+            job.project_id,
+            [ProposedFile(c["path"], c["content"]) for c in answer.get("changes", [])],
+        ),
+        ProposeOutput,
+    )
+    return {
+        "explanation": answer.get("explanation", ""),
+        "changes": [
+            {"path": c.path, "base_version": c.base_version, "content": c.content, "diff": c.diff}
+            for c in proposed.changes
+        ],
+        "refused": proposed.refused,
+        "files": [{"path": f.path, "version": f.version} for f in files],
+        "model_calls": progress.model_calls,
+    }

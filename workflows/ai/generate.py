@@ -1,0 +1,41 @@
+"""The code generation job: files proposed from a request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+
+from workflows.ai.changes import propose
+from workflows.ai.contract import (
+    GatherInput,
+    GatherOutput,
+    GenerateInput,
+    SourceFile,
+)
+from workflows.ai.steps import AIJobWorkflow, ask, call, run_job
+
+
+@workflow.defn(name="AICodeGeneration")
+class CodeGenerationWorkflow(AIJobWorkflow):
+    @workflow.run
+    async def run(self, data: GenerateInput) -> dict[str, Any]:
+        return await run_job(data.job, self._progress, lambda: self._generate(data))
+
+    async def _generate(self, data: GenerateInput) -> dict[str, Any]:
+        progress = self._progress
+        files: list[SourceFile] = []
+        if data.paths:
+            progress.stage = "gathering files"
+            gathered = await call(
+                "ai_gather",
+                GatherInput(data.job.project_id, list(data.paths), data.context_tokens),
+                GatherOutput,
+            )
+            files = gathered.files
+        answer = await ask(
+            progress, data.job, "generate", "generate", files, {"prompt": data.prompt}
+        )
+        result = await propose(progress, data.job, files, answer.answer)
+        result["cached"] = answer.cached
+        return result
