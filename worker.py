@@ -30,14 +30,17 @@ from activities.containers import ContainerControlActivities
 from activities.files import FileActivities
 from activities.project_deletion import ProjectDeletionActivities
 from collab.broker import Broker, RedisBroker
-from files.service import FileSystem, build_filesystem
+from files.factory import build_filesystem
+from files.service import FileSystem
 from files.workspace import workspaces_root
 from store import projects
 from store.ai_budget import Budgets
 from store.db import create_pool
 from vaporform import metrics
-from vaporform.config import AISettings, Config, TelemetrySettings
+from vaporform.config import Config
 from vaporform.outbox_relay import OutboxRelay
+from vaporform.settings.ai import AISettings
+from vaporform.settings.telemetry import TelemetrySettings
 from vaporform.temporal_setup import (
     configured_pools,
     ensure_pools,

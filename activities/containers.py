@@ -15,19 +15,21 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.containers.contract import (
+    ContainerStatus,
+    PoolClaimInput,
+    PoolClaimOutput,
+    PoolMembersGoneInput,
+    PoolStatus,
+    VanishedInput,
+)
+from workflows.containers.contract.reconcile import (
     ClassifyInput,
     ClassifyOutput,
-    ContainerStatus,
     ManagedContainer,
     NotifyOutput,
     NotifyVanishedInput,
-    PoolClaimInput,
-    PoolClaimOutput,
     PoolGone,
-    PoolMembersGoneInput,
-    PoolStatus,
     VanishedContainer,
-    VanishedInput,
 )
 from workflows.containers.names import (
     POOL_NAME_PREFIX,

@@ -11,9 +11,8 @@ from temporalio import activity
 
 from collab.broker import Broker
 from collab.channels import files_channel
-from files.locks import GC_LOCK
 from files.service import FileSystem
-from store import files
+from store import files, locks, projects
 from workflows.files.contract import (
     ChangedPaths,
     ProjectRef,
@@ -44,11 +43,8 @@ class FileActivities:
             rows = await files.live(conn, project_id)
             languages = Counter(row.language or "other" for row in rows)
             stats = ProjectStats(len(rows), sum(row.size for row in rows), dict(languages))
-            await conn.execute(
-                """
-                UPDATE projects SET metadata = jsonb_set(metadata, '{files}', $2::jsonb)
-                WHERE id = $1
-                """,
+            await projects.set_file_stats(
+                conn,
                 project_id,
                 {"count": stats.files, "bytes": stats.bytes, "languages": stats.languages},
             )
@@ -67,29 +63,24 @@ class FileActivities:
         """Drop versions beyond `config.retention.keep_versions` of each project that sets it."""
         pruned = 0
         async with self._pool.acquire() as conn:
-            policies = await conn.fetch(
-                """
-                SELECT id, (config #>> '{retention,keep_versions}')::int AS keep FROM projects
-                WHERE jsonb_typeof(config #> '{retention,keep_versions}') = 'number'
-                """
-            )
-            for policy in policies:
-                if policy["keep"] >= 1:
-                    pruned += await files.prune_versions(conn, policy["id"], policy["keep"])
-                activity.heartbeat(str(policy["id"]))
+            for project_id, keep in await projects.retention_policies(conn):
+                if keep >= 1:
+                    pruned += await files.prune_versions(conn, project_id, keep)
+                activity.heartbeat(str(project_id))
         return RetentionOutput(versions_pruned=pruned)
 
     @activity.defn(name="collect_garbage")
     async def collect_garbage(self, data: RetentionInput) -> RetentionOutput:
         """Delete blobs no version references.
 
-        Writers hold GC_LOCK shared from before they store a blob until their version commits;
-        holding it exclusively here means no blob can be between "stored" and "referenced".
+        Writers hold the GC lock shared from before they store a blob until their version
+        commits; holding it exclusively here means no blob can be between "stored" and
+        "referenced".
         """
         deleted = kept = 0
         blobs = self._fs.blobs
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", GC_LOCK)
+            await locks.take_gc_lock(conn)
             referenced = await files.referenced_digests(conn)
             async for digest in blobs.digests():  # the local disk or the S3 bucket
                 if digest in referenced:

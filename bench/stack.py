@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import IO
 
 from store import db
-from vaporform.cli import prepare_database, temporal_binary, wait_for_http, wait_for_temporal
+from vaporform.commands.startup import (
+    prepare_database,
+    temporal_binary,
+    wait_for_http,
+    wait_for_temporal,
+)
 from vaporform.config import load_config
 
 ME = [sys.executable, "-m", "vaporform.cli"]

@@ -22,9 +22,9 @@ from collab import instruments, protocol
 from collab.document import LiveDocument
 from collab.errors import CollabError
 from collab.fanout import Outbox
-from collab.hub import OpenDocument, Room, op_payload
 from collab.presence import Participant, colour_for
 from collab.protocol import ClientType, ServerType
+from collab.room import OpenDocument, Room, op_payload
 from collab.settings import CollabSettings
 from collab.submit import Submission
 from store import collab as store

@@ -1,5 +1,6 @@
 """The project's workspace lock, shared by writers and taken exclusively by whatever must not
-see a write half applied (import, materialising, adoption, removal); GC's lock key.
+see a write half applied (import, materialising, adoption, removal). The statements are in
+store/locks.py.
 """
 
 from __future__ import annotations
@@ -8,12 +9,8 @@ from uuid import UUID
 
 import asyncpg
 
+from store import locks
 from store.db import Conn
-
-# Advisory lock keys: GC vs. every writer, and per project (second key) workspace import vs.
-# writers of that project.
-GC_LOCK = 0x7666_6763  # "vfgc"
-WORKSPACE_LOCK_CLASS = 0x7677  # "vw"
 
 
 class ProjectLock:
@@ -24,23 +21,17 @@ class ProjectLock:
 
     def __init__(self, pool: asyncpg.Pool, project_id: UUID, *, exclusive: bool) -> None:
         self.pool = pool
-        self.key = project_id.int & 0x7FFF_FFFF
+        self.project_id = project_id
         self.exclusive = exclusive
 
     async def __aenter__(self) -> Conn:
         self._acquire = self.pool.acquire()
         self.conn: Conn = await self._acquire.__aenter__()
-        suffix = "" if self.exclusive else "_shared"
-        await self.conn.execute(
-            f"SELECT pg_advisory_lock{suffix}($1, $2)", WORKSPACE_LOCK_CLASS, self.key
-        )
+        await locks.lock_workspace(self.conn, self.project_id, exclusive=self.exclusive)
         return self.conn
 
     async def __aexit__(self, *exc: object) -> None:
-        suffix = "" if self.exclusive else "_shared"
         try:
-            await self.conn.execute(
-                f"SELECT pg_advisory_unlock{suffix}($1, $2)", WORKSPACE_LOCK_CLASS, self.key
-            )
+            await locks.unlock_workspace(self.conn, self.project_id, exclusive=self.exclusive)
         finally:
             await self._acquire.__aexit__(None, None, None)

@@ -1,46 +1,42 @@
 """The project file system: versioned files over PostgreSQL + blobs, mirrored to a workspace.
 
-Every write is a new version. Writers of a project share a lock that the workspace importer
-takes exclusively, so an import never sees a write half-applied to the workspace; all writers
-share a lock that blob garbage collection takes exclusively, so GC never deletes a blob whose
-version is about to be committed."""
+Every write is a new version (files/versions.py), checked against the limits in
+files/budget.py and written through to the workspace by files/mirror.py. Writers of a project
+share a lock that the workspace importer takes exclusively, so an import never sees a write
+half-applied to the workspace; all writers share a lock that blob garbage collection takes
+exclusively, so GC never deletes a blob whose version is about to be committed (both locks:
+store/locks.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import difflib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from uuid import UUID
 
 import asyncpg
 
-from files import workspace as mirror
+from files.budget import FileBudget, StorageCheck, check_size
 from files.errors import (
     FileNotFound,
     FileSystemError,
     PathConflict,
-    QuotaExceeded,
-    TooLarge,
-    TooManyFiles,
-    VersionConflict,
     WorkspaceConflict,
     checked_path,
 )
-from files.locks import GC_LOCK, ProjectLock
+from files.locks import ProjectLock
+from files.mirror import WorkspaceMirror
 from files.model import ChangeEvent, FileContent, Limits, SyncReport, WriteResult, classify
-from files.paths import InvalidPath, is_under, language_of, normalize_path
-from files.workspace import workspace_dir
+from files.paths import is_under, language_of
+from files.versions import write_version
 from store import audit as audit_log
-from store import files, quotas
-from store.blobs import BlobStore, build_blob_store
-from store.db import Conn
+from store import files, locks
+from store.blobs import BlobStore
 from store.files import FileRow, SearchHit, VersionRow
-from vaporform.config import Config
 
 log = logging.getLogger("vaporform.files")
 
@@ -69,6 +65,7 @@ class FileSystem:
         # Files in the workspace belong to the container's user so programs there can edit them.
         self.workspace_uid = workspace_uid if os.geteuid() == 0 else None
         self.notifier = notifier
+        self.mirror = WorkspaceMirror(pool, blobs, data_dir, self.limits, self.workspace_uid)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -126,11 +123,7 @@ class FileSystem:
     async def search(
         self, project_id: UUID, query: str, *, regex: bool = False, path_regex: str | None = None
     ) -> list[SearchHit]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            # Regular expressions come from users: bound their cost.
-            await conn.execute(
-                f"SET LOCAL statement_timeout = {int(self.limits.search_timeout_ms)}"
-            )
+        async with self.pool.acquire() as conn:
             try:
                 return await files.search(
                     conn,
@@ -139,6 +132,8 @@ class FileSystem:
                     regex=regex,
                     path_regex=path_regex,
                     limit=self.limits.search_results,
+                    # Regular expressions come from users: bound their cost.
+                    timeout_ms=self.limits.search_timeout_ms,
                 )
             except asyncpg.InvalidRegularExpressionError as exc:
                 error = FileSystemError(f"invalid regular expression: {exc}")
@@ -196,26 +191,27 @@ class FileSystem:
             if path in seen:
                 raise PathConflict(f"{path} appears twice", path=path)
             seen.add(path)
-            self._check_size(path, content)
+            check_size(path, content, self.limits.max_file_bytes)
         bases = base_versions or {}
         async with self._writing(project_id) as conn:
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", GC_LOCK)
-                storage = await _StorageCheck.begin(conn, project_id)
+                await locks.share_gc_lock(conn)
+                storage = await StorageCheck.begin(conn, project_id)
                 digests = await self._store_blobs([content for _, content in checked])
-                budget = _FileBudget()
+                budget = FileBudget()
                 results = [
-                    await self._write_locked(
+                    await write_version(
                         conn,
                         project_id,
                         path,
                         content,
                         digest,
-                        budget,
-                        author_id,
-                        author_kind,
-                        message,
-                        bases.get(path),
+                        budget=budget,
+                        max_files=self.limits.max_files,
+                        author_id=author_id,
+                        author_kind=author_kind,
+                        message=message,
+                        base_version=bases.get(path),
                     )
                     for (path, content), digest in zip(checked, digests, strict=True)
                 ]
@@ -224,7 +220,7 @@ class FileSystem:
                 if audit is not None:
                     written = [{"path": r.path, "version": r.version} for r in results]
                     await audit_log.append(conn, _naming(audit, "files", written))
-            conflicts = await self._mirror_all(
+            conflicts = await self.mirror.write(
                 conn,
                 project_id,
                 [item for item, result in zip(checked, results, strict=True) if result.changed],
@@ -256,7 +252,7 @@ class FileSystem:
                 await files.mark_deleted(conn, row.id)
                 if audit is not None:
                     await audit_log.append(conn, replace(audit, target=audit.target or path))
-            conflicts = await asyncio.to_thread(self._unmirror, project_id, path)
+            conflicts = await self.mirror.remove(project_id, path)
         await self._notify(project_id, (path,), author_kind)
         if conflicts:
             raise WorkspaceConflict(conflicts)
@@ -320,21 +316,34 @@ class FileSystem:
                 if audit is not None:
                     moved = [{"from": old, "to": new} for old, new in pairs]
                     await audit_log.append(conn, _naming(audit, "moved", moved))
-            conflicts = await asyncio.to_thread(self._mirror_moves, project_id, pairs)
+            conflicts = await self.mirror.move(project_id, pairs)
         await self._notify(project_id, tuple(p for pair in pairs for p in pair), "user")
         if conflicts:
             raise WorkspaceConflict(conflicts)
         return pairs
 
-    # -- internals -------------------------------------------------------------------------
+    # -- the workspace mirror --------------------------------------------------------------
 
-    def _check_size(self, path: str, content: bytes) -> None:
-        if len(content) > self.limits.max_file_bytes:
-            raise TooLarge(
-                f"{path} is {len(content)} bytes; the limit is {self.limits.max_file_bytes}",
-                size=len(content),
-                limit=self.limits.max_file_bytes,
-            )
+    def workspace(self, project_id: UUID) -> Path:
+        return self.mirror.root(project_id)
+
+    async def materialise(self, project_id: UUID) -> int:
+        """Write every live file into the workspace (after a restart, or a new machine)."""
+        return await self.mirror.materialise(project_id)
+
+    async def sync_from_workspace(
+        self, project_id: UUID, paths: Sequence[str] | None = None
+    ) -> SyncReport:
+        """Import what programs changed in the workspace as versions by the author `container`.
+
+        `paths` limits the scan to those (as reported by a watcher); None scans everything.
+        """
+        report, changed = await self.mirror.import_changes(project_id, paths)
+        if changed:
+            await self._notify(project_id, changed, "container")
+        return report
+
+    # -- internals -------------------------------------------------------------------------
 
     def _writing(self, project_id: UUID) -> ProjectLock:
         return ProjectLock(self.pool, project_id, exclusive=False)
@@ -347,58 +356,6 @@ class FileSystem:
             digests.extend(await asyncio.gather(*(self.blobs.put(c) for c in chunk)))
         return digests
 
-    async def _write_locked(
-        self,
-        conn: Conn,
-        project_id: UUID,
-        path: str,
-        content: bytes,
-        sha256: str,
-        budget: _FileBudget,
-        author_id: UUID | None,
-        author_kind: str,
-        message: str,
-        base_version: int | None,
-    ) -> WriteResult:
-        """One new version; the caller holds the locks and stored the blob (`sha256`)."""
-        row = await files.get(conn, project_id, path, for_update=True)
-        if row is None:
-            await files.insert_placeholder(conn, project_id, path)
-            row = await files.get(conn, project_id, path, for_update=True)
-            assert row is not None
-        live = row.deleted_at is None
-        current = row.version if live else 0
-        if base_version is not None and base_version != current:
-            raise VersionConflict(current)
-        if live and row.sha256 == sha256:
-            return WriteResult(path, row.version, created=False, changed=False)
-        if not live:
-            await budget.claim(conn, project_id, self.limits.max_files)
-        encoding, text = classify(content)
-        number = row.version + 1
-        await files.add_version(
-            conn,
-            file_id=row.id,
-            version=number,
-            path=path,
-            sha256=sha256,
-            size=len(content),
-            author_id=author_id,
-            author_kind=author_kind,
-            message=message,
-        )
-        await files.set_current(
-            conn,
-            row.id,
-            version=number,
-            encoding=encoding,
-            language=language_of(path),
-            size=len(content),
-            sha256=sha256,
-            text=text,
-        )
-        return WriteResult(path, number, created=not live)
-
     async def _notify(self, project_id: UUID, paths: Sequence[str], origin: str) -> None:
         if self.notifier is None:
             return
@@ -406,160 +363,6 @@ class FileSystem:
             await self.notifier(ChangeEvent(project_id, tuple(paths), origin))
         except Exception:  # follow-up work is derived; the write itself is committed
             log.exception("could not notify about changed files", extra={"paths": list(paths)})
-
-    # -- the workspace mirror --------------------------------------------------------------
-
-    def workspace(self, project_id: UUID) -> Path:
-        return workspace_dir(self.data_dir, project_id)
-
-    async def _mirror_all(
-        self, conn: Conn, project_id: UUID, items: Sequence[tuple[str, bytes]]
-    ) -> list[mirror.WorkspaceConflict]:
-        """Write files into the workspace and remember their stat so scans can skip them.
-
-        Returns the paths the workspace refused (the others are written). Uses the caller's
-        connection (which holds the project lock): taking a second one from the pool here
-        would deadlock once every pooled connection is a writer waiting for one.
-        """
-        if not items:
-            return []
-        root = self.workspace(project_id)
-        uid = self.workspace_uid
-
-        def write_all() -> tuple[dict[str, str], list[mirror.WorkspaceConflict]]:
-            stats: dict[str, str] = {}
-            conflicts: list[mirror.WorkspaceConflict] = []
-            for path, content in items:
-                try:
-                    stats[path] = mirror.write_file(root, path, content, uid)
-                except mirror.WorkspaceConflict as exc:
-                    conflicts.append(exc)
-            return stats, conflicts
-
-        stats, conflicts = await asyncio.to_thread(write_all)
-        if stats:
-            await files.set_mirror_stat(conn, project_id, stats)
-        for conflict in conflicts:
-            log.warning(
-                "the workspace refused a file",
-                extra={"project_id": str(project_id), "path": conflict.path, "kind": conflict.kind},
-            )
-        return conflicts
-
-    def _unmirror(self, project_id: UUID, path: str) -> list[mirror.WorkspaceConflict]:
-        try:
-            mirror.remove_file(self.workspace(project_id), path)
-        except mirror.WorkspaceConflict as exc:
-            return [exc]
-        return []
-
-    def _mirror_moves(
-        self, project_id: UUID, pairs: list[tuple[str, str]]
-    ) -> list[mirror.WorkspaceConflict]:
-        root = self.workspace(project_id)
-        conflicts: list[mirror.WorkspaceConflict] = []
-        for old, new in pairs:
-            try:
-                mirror.move_file(root, old, new, self.workspace_uid)
-            except mirror.WorkspaceConflict as exc:
-                conflicts.append(exc)
-                # The file is no longer at `old` in the database: a copy left there would be
-                # imported back as a new file. Its content is safe in its new version.
-                with contextlib.suppress(mirror.WorkspaceConflict):
-                    mirror.remove_file(root, old)
-        return conflicts
-
-    async def materialise(self, project_id: UUID) -> int:
-        """Write every live file into the workspace (after a restart, or a new machine)."""
-        count = 0
-        async with ProjectLock(self.pool, project_id, exclusive=True) as conn:
-            for row in await files.live(conn, project_id):
-                content = await self.blobs.get(row.sha256)
-                # A refused path is logged by _mirror_all and stays only in the database: a
-                # link a program left must not stop the rest of the project appearing.
-                if not await self._mirror_all(conn, project_id, [(row.path, content)]):
-                    count += 1
-        return count
-
-    async def sync_from_workspace(
-        self, project_id: UUID, paths: Sequence[str] | None = None
-    ) -> SyncReport:
-        """Import what programs changed in the workspace as versions by the author `container`.
-
-        `paths` limits the scan to those (as reported by a watcher); None scans everything.
-        """
-        report = SyncReport()
-        root = self.workspace(project_id)
-        if not await asyncio.to_thread(root.is_dir):
-            # No workspace here (new machine, wiped data dir): that is not "everything was
-            # deleted". Write it out from the database instead.
-            await self.materialise(project_id)
-            return report
-        async with ProjectLock(self.pool, project_id, exclusive=True) as conn:
-            known = {row.path: row for row in await files.live(conn, project_id)}
-            if paths is None:
-                candidates = set(known) | set(await asyncio.to_thread(mirror.list_files, root))
-            else:
-                candidates = set(paths)
-            changed: list[str] = []
-            seen_stats: dict[str, str] = {}
-            budget = _FileBudget()
-            for raw in sorted(candidates):
-                try:
-                    path = normalize_path(raw)
-                except InvalidPath as exc:
-                    report.skipped[raw] = exc.reason
-                    continue
-                known_row = known.get(path)
-                content, why = await asyncio.to_thread(
-                    mirror.read_regular,
-                    root,
-                    path,
-                    self.limits.max_file_bytes,
-                    known_row.mirror_stat if known_row else None,
-                )
-                if why == "unchanged":
-                    continue
-                if why == "missing":
-                    row = known.get(path)
-                    if row is not None:
-                        async with conn.transaction():
-                            await files.mark_deleted(conn, row.id)
-                        report.deleted.append(path)
-                        changed.append(path)
-                    continue
-                if content is None:
-                    report.skipped[path] = why
-                    continue
-                try:
-                    # One transaction per file: a refused file does not hold back the others.
-                    async with conn.transaction():
-                        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", GC_LOCK)
-                        result = await self._write_locked(
-                            conn,
-                            project_id,
-                            path,
-                            content,
-                            await self.blobs.put(content),
-                            budget,
-                            None,
-                            "container",
-                            "changed in the workspace",
-                            None,
-                        )
-                except FileSystemError as exc:
-                    budget.live = None  # the rolled-back claim: count again next time
-                    report.skipped[path] = exc.message
-                    continue
-                seen_stats[path] = why
-                if result.changed:
-                    report.imported.append(path)
-                    changed.append(path)
-            if seen_stats:
-                await files.set_mirror_stat(conn, project_id, seen_stats)
-        if changed:
-            await self._notify(project_id, changed, "container")
-        return report
 
 
 def _naming(
@@ -572,55 +375,3 @@ def _naming(
         first = items[0]
         target = str(first.get("path") or first.get("from"))
     return replace(entry, details=details, target=target)
-
-
-class _StorageCheck:
-    """The owner's storage quota, checked in a write's transaction: refused when the write
-    leaves the owner above the quota and holding more than before (a write that shrinks
-    things always passes, so an owner above a lowered quota can clean up). Costs one lookup
-    by primary keys when the owner has no quota, two sums over their files when they do."""
-
-    def __init__(self, limit: quotas.StorageLimit, before: int) -> None:
-        self.limit = limit
-        self.before = before
-
-    @classmethod
-    async def begin(cls, conn: Conn, project_id: UUID) -> _StorageCheck | None:
-        limit = await quotas.storage_limit(conn, project_id)
-        if limit is None:
-            return None
-        await quotas.lock_storage(conn, limit.owner_id)
-        return cls(limit, await quotas.storage_used(conn, limit.owner_id))
-
-    async def finish(self, conn: Conn) -> None:
-        after = await quotas.storage_used(conn, self.limit.owner_id)
-        if after > self.limit.storage_bytes and after > self.before:
-            raise QuotaExceeded(
-                f"this would store {after} bytes in the owner's projects; their quota is "
-                f"{self.limit.storage_bytes}",
-                limit="storage_bytes",
-                requested=after,
-                maximum=self.limit.storage_bytes,
-            )
-
-
-@dataclass(slots=True)
-class _FileBudget:
-    """Live files of a project, counted once per batch instead of once per new file."""
-
-    live: int | None = None
-
-    async def claim(self, conn: Conn, project_id: UUID, limit: int) -> None:
-        if self.live is None:
-            self.live = await files.count_live(conn, project_id)
-        if self.live >= limit:
-            raise TooManyFiles(f"the project has {limit} files, the limit", limit=limit)
-        self.live += 1
-
-
-def build_filesystem(
-    config: Config, pool: asyncpg.Pool, *, notifier: Notifier | None = None
-) -> FileSystem:
-    limits = Limits(max_file_bytes=config.max_file_bytes, max_files=config.max_files_per_project)
-    blobs = build_blob_store(config)
-    return FileSystem(pool, blobs, config.data_dir, limits, notifier=notifier)

@@ -42,6 +42,11 @@ def workspace_dir(data_dir: Path, project_id: UUID) -> Path:
     return workspaces_root(data_dir) / str(project_id)
 
 
+def is_present(root: Path) -> bool:
+    """Whether the workspace exists on this machine (its root is ours, not the program's)."""
+    return root.is_dir()
+
+
 class WorkspaceConflict(Exception):
     """Something a program put in the workspace stands where the mirror must act.
 

@@ -11,8 +11,8 @@ copy blobs between backends without the keys. Everything that reads blob content
 through `get` (or `get_sync`, for the tar stream of `GET /archive`, which runs in a thread).
 
 Implementations: `LocalBlobStore` here, `S3BlobStore` in store/s3_blobs.py; both pass the one
-conformance suite (tests/store/test_blob_stores.py). `build_blob_store` picks one from the
-configuration (`VAPORFORM_BLOB_STORE=local|s3`).
+conformance suite (tests/store/test_blob_stores.py). `files.factory.build_blob_store` picks
+one from the configuration (`VAPORFORM_BLOB_STORE=local|s3`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,9 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from store.blob_keys import BlobKeyring, key_id_of, open_blob
-
-if TYPE_CHECKING:
-    from vaporform.config import Config
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -211,13 +208,3 @@ class LocalBlobStore:
 
     async def close(self) -> None:
         return None
-
-
-def build_blob_store(config: Config) -> BlobStore:
-    """The blob store the configuration names (`VAPORFORM_BLOB_STORE`)."""
-    settings = config.blob_store
-    if settings.kind == "s3":
-        from store.s3_blobs import S3BlobStore
-
-        return S3BlobStore.from_settings(settings, keyring=config.blob_keys)
-    return LocalBlobStore(config.data_dir / "blobs", keyring=config.blob_keys)

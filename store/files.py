@@ -238,11 +238,13 @@ async def search(
     regex: bool,
     path_regex: str | None,
     limit: int,
+    timeout_ms: int,
 ) -> list[SearchHit]:
     """Matching lines of live text files, ordered by path and line, at most `limit`.
 
     Files are filtered first (the trigram index serves substring search), then only the
-    matching files are split into lines.
+    matching files are split into lines. A search running over `timeout_ms` is cancelled
+    (asyncpg.QueryCanceledError).
     """
     if regex:
         # Newline-sensitive, so ^ and $ anchor at lines as they do in an editor's search.
@@ -254,22 +256,25 @@ async def search(
         line_match = "l.text LIKE '%' || $2 || '%'"
         column = "strpos(l.text, $5)"
         needle = _like_escape(query)
-    rows = await conn.fetch(
-        f"""
-        SELECT m.path, l.n AS line, {column} AS col, l.text AS preview
-        FROM (
-            SELECT f.path, f.content FROM files f
-            WHERE f.project_id = $1 AND f.deleted_at IS NULL AND f.content IS NOT NULL
-              AND {file_match} AND ($3::text IS NULL OR f.path ~ $3)
-            ORDER BY f.path LIMIT $4
-        ) m
-        CROSS JOIN LATERAL regexp_split_to_table(m.content, E'\\n') WITH ORDINALITY AS l(text, n)
-        WHERE {line_match.replace("f.", "m.")}
-        ORDER BY m.path, l.n
-        LIMIT $4
-        """,
-        *([project_id, needle, path_regex, limit] + ([] if regex else [query])),
-    )
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        rows = await conn.fetch(
+            f"""
+            SELECT m.path, l.n AS line, {column} AS col, l.text AS preview
+            FROM (
+                SELECT f.path, f.content FROM files f
+                WHERE f.project_id = $1 AND f.deleted_at IS NULL AND f.content IS NOT NULL
+                  AND {file_match} AND ($3::text IS NULL OR f.path ~ $3)
+                ORDER BY f.path LIMIT $4
+            ) m
+            CROSS JOIN LATERAL
+                regexp_split_to_table(m.content, E'\\n') WITH ORDINALITY AS l(text, n)
+            WHERE {line_match.replace("f.", "m.")}
+            ORDER BY m.path, l.n
+            LIMIT $4
+            """,
+            *([project_id, needle, path_regex, limit] + ([] if regex else [query])),
+        )
     return [SearchHit(r["path"], int(r["line"]), int(r["col"]), r["preview"]) for r in rows]
 
 

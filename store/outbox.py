@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from store.db import Conn
-from vaporform import tracing
 
 CHANNEL = "vaporform_outbox"
 
@@ -23,14 +23,21 @@ class OutboxItem:
     trace_context: dict[str, str] | None = None
 
 
-async def enqueue(conn: Conn, kind: str, payload: dict[str, Any]) -> int:
-    """Record work, with the current trace context; the relay is woken when (and only if)
-    the transaction commits."""
+async def enqueue(
+    conn: Conn,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    trace_context: Mapping[str, str] | None = None,
+) -> int:
+    """Record work, with the writer's trace context (W3C headers, `vaporform.tracing.inject`)
+    for the relay to continue; the relay is woken when (and only if) the transaction commits.
+    """
     item_id = await conn.fetchval(
         "INSERT INTO outbox (kind, payload, trace_context) VALUES ($1, $2, $3) RETURNING id",
         kind,
         payload,
-        tracing.inject() or None,
+        dict(trace_context) if trace_context else None,
     )
     await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
     return int(item_id)

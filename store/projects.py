@@ -287,3 +287,27 @@ async def standings(
         (r["project_id"], r["user_id"]): Standing(r["role"], r["active"], r["project"])
         for r in rows
     }
+
+
+async def set_file_stats(conn: Conn, project_id: UUID, stats: dict[str, Any]) -> None:
+    """Record what the project's live files add up to in `metadata.files`."""
+    await conn.execute(
+        """
+        UPDATE projects SET metadata = jsonb_set(metadata, '{files}', $2::jsonb)
+        WHERE id = $1
+        """,
+        project_id,
+        stats,
+    )
+
+
+async def retention_policies(conn: Conn) -> list[tuple[UUID, int]]:
+    """(project, versions to keep) of every project whose config sets
+    `retention.keep_versions` to a number."""
+    rows = await conn.fetch(
+        """
+        SELECT id, (config #>> '{retention,keep_versions}')::int AS keep FROM projects
+        WHERE jsonb_typeof(config #> '{retention,keep_versions}') = 'number'
+        """
+    )
+    return [(r["id"], r["keep"]) for r in rows]

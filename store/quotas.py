@@ -16,7 +16,7 @@ import asyncpg
 from store.db import Conn
 
 # Transaction-scoped advisory lock per owner while a write is checked against their storage
-# quota (files/service.py), so two writes cannot both fit in the last bytes.
+# quota (files/budget.py), so two writes cannot both fit in the last bytes.
 STORAGE_LOCK_CLASS = 0x7671  # "vq"
 
 

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import obstore
 from obstore.store import S3Store
 
 from store.blob_keys import BlobKeyring, open_blob
 from store.blobs import blob_key, is_digest, sha256_hex, stored_form
-
-if TYPE_CHECKING:
-    from vaporform.config import BlobStoreSettings
 
 
 class S3BlobStore:
@@ -60,20 +57,6 @@ class S3BlobStore:
             },
             retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=15)},
             **settings,
-        )
-
-    @classmethod
-    def from_settings(
-        cls, settings: BlobStoreSettings, keyring: BlobKeyring | None = None
-    ) -> S3BlobStore:
-        return cls(
-            settings.s3_bucket,
-            endpoint=settings.s3_endpoint,
-            region=settings.s3_region,
-            access_key_id=settings.s3_access_key_id,
-            secret_access_key=settings.s3_secret_access_key,
-            prefix=settings.s3_prefix,
-            keyring=keyring,
         )
 
     def describe(self) -> str:

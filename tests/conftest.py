@@ -24,13 +24,14 @@ from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
 from collab.broker import RedisBroker
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from store import db
 from store.migrate import migrate
 from tests.support import wait_until
-from vaporform.cli import temporal_binary
-from vaporform.config import Config, JWTSettings, RateLimits
+from vaporform.commands.startup import temporal_binary
+from vaporform.config import Config
 from vaporform.outbox_relay import OutboxRelay
+from vaporform.settings.auth import JWTSettings, RateLimits
 from web.app import create_app
 from web.serving import serve_in_process
 from workflows.shared import PROJECT_ID, USER_ID
@@ -169,6 +170,20 @@ async def serving(config: Config) -> AsyncIterator[Server]:
         await task
 
 
+@asynccontextmanager
+async def api_client(
+    target: Server | Config, *, timeout: float = 30
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the API: on a running `Server`, or on one served for a `Config` for as
+    long as the block lasts. Closed (and that server stopped) when the block ends."""
+    if isinstance(target, Server):
+        async with httpx.AsyncClient(base_url=target.base_url, timeout=timeout) as client:
+            yield client
+        return
+    async with serving(target) as server, api_client(server, timeout=timeout) as client:
+        yield client
+
+
 @pytest.fixture(scope="session")
 async def server(config: Config, worker: None) -> AsyncIterator[Server]:
     async with serving(config) as found:
@@ -177,5 +192,5 @@ async def server(config: Config, worker: None) -> AsyncIterator[Server]:
 
 @pytest.fixture
 async def http(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+    async with api_client(server) as client:
         yield client

@@ -40,8 +40,7 @@ from typing import Any
 
 import asyncpg
 
-from files.locks import GC_LOCK
-from store import db
+from store import db, locks
 from store.blobs import BlobStore, blob_key
 
 FORMAT = "vaporform-backup/1"
@@ -93,7 +92,7 @@ async def backup(database_url: str, blobs: BlobStore, out: Path, progress: Progr
     conn = await db.connect(database_url)
     try:
         # Held from before the snapshot until every blob is copied (see the module docstring).
-        await conn.execute("SELECT pg_advisory_lock_shared($1)", GC_LOCK)
+        await locks.share_gc_lock_for_session(conn)
         level = await _migration_level(conn)
         progress("dumping the database (pg_dump, one snapshot)")
         dump = out / "database.dump"

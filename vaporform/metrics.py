@@ -31,7 +31,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from workflows.containers.entity import START_METRIC
+from workflows.containers.names import START_METRIC
 
 # The classic text format, which every Prometheus (and the Temporal SDK's exporter) speaks.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4

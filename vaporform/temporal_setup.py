@@ -24,7 +24,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.containers.contract import PoolInput, PoolResizeInput, ReconcileInput, pool_spec
+from workflows.containers.contract import PoolInput, PoolResizeInput, pool_spec
+from workflows.containers.contract.reconcile import ReconcileInput
 from workflows.containers.names import RECONCILE_SCHEDULE_ID, normalise_image, pool_workflow_id
 from workflows.containers.pool import ContainerPoolWorkflow
 from workflows.containers.reconcile import ReconcileWorkflow

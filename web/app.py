@@ -10,11 +10,18 @@ import uuid
 from quart import Quart, Response, g, request
 from temporalio.client import Client as TemporalClient
 
-from files.service import build_filesystem
+from collab.broker import open_broker
+from collab.files import FileSystemFiles
+from collab.hub import Hub
+from files.factory import build_filesystem
+from files.model import ChangeEvent
+from files.service import FileSystem
+from store.collab import create_lean_pool
 from store.db import create_pool
 from store.ephemeral import open_ephemeral
 from vaporform import metrics
 from vaporform.config import Config
+from vaporform.container_client import ContainerClient
 from vaporform.logs import request_id
 from vaporform.temporal_setup import signal_files_changed
 from vaporform.tracing import Tracing
@@ -49,6 +56,26 @@ log = logging.getLogger("vaporform.web")
 # A client's request id is echoed only if it is short and plain; anything else is replaced.
 ANNOUNCER_KEY = "vaporform.announcer"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+async def open_collab(config: Config, files: FileSystem, tracing: Tracing) -> Hub:
+    # Commits get a pool of their own, of connections that skip the reset on release.
+    pool = await create_lean_pool(config.database_url, max_size=max(2, config.db_pool_max // 2))
+    metrics.track_pool("collab", pool)
+    return Hub(
+        pool,
+        open_broker(config.redis_url, config.redis_prefix),
+        FileSystemFiles(files),
+        config.collab,
+        tracer=tracing.tracer,
+    )
+
+
+async def close_collab(hub: Hub) -> None:
+    """Checkpoint what is unsaved, then let go of the hub's broker and pool."""
+    await hub.close()
+    metrics.untrack_pool(hub.pool)
+    await hub.pool.close()
 
 
 def create_app(config: Config) -> Quart:
@@ -107,6 +134,18 @@ def create_app(config: Config) -> Quart:
         announcer = Announcer(signal)
         announcer.start()
         app.extensions[ANNOUNCER_KEY] = announcer
+        files = build_filesystem(config, pool)
+        hub = await open_collab(config, files, tracing)
+
+        async def files_changed(event: ChangeEvent) -> None:
+            await announcer(event)
+            await hub.files_changed(event)
+
+        # A write through the file system (REST, restore, archive import, checkpoints) goes to
+        # the project's versioning workflow and, at once, to the live document of that path on
+        # this node (other nodes hear of it from the workflow). Set once both exist: the hub
+        # reads and writes through the file system.
+        files.notifier = files_changed
 
         app.extensions[EXTENSION_KEY] = Services(
             config=config,
@@ -118,11 +157,22 @@ def create_app(config: Config) -> Quart:
                 memory_kib=config.argon2_memory_kib,
                 parallelism=config.argon2_parallelism,
             ),
-            files=build_filesystem(config, pool, notifier=announcer),
+            files=files,
+            collab=hub,
+            containers=ContainerClient.from_settings(
+                temporal,
+                config.task_queue,
+                config.containers,
+                agent_url=config.agent.url_for(config.containers.docker_queue),
+            ),
         )
 
     @app.after_serving
     async def _stop() -> None:
+        running: Services | None = app.extensions.get(EXTENSION_KEY)
+        if running is not None:
+            # Before the announcer stops: the last checkpoints are file writes to announce.
+            await close_collab(running.collab)
         announcer: Announcer | None = app.extensions.pop(ANNOUNCER_KEY, None)
         if announcer is not None:
             await announcer.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from uuid import UUID
 
 from quart import g, has_request_context
@@ -25,72 +25,41 @@ from web.services import services
 log = logging.getLogger("vaporform.audit")
 
 
-def entry(
-    action: str,
-    *,
-    actor_id: UUID | None,
-    project_id: UUID | None = None,
-    target: str | None = None,
-    outcome: str = "success",
-    details: Mapping[str, Any] | None = None,
-) -> audit.Entry:
+class Fields(TypedDict, total=False):
+    """What an event may say beyond its action and actor (store/audit.py `Entry`)."""
+
+    project_id: UUID | None
+    target: str | None
+    outcome: str
+    details: Mapping[str, Any] | None
+
+
+def entry(action: str, *, actor_id: UUID | None, **fields: Unpack[Fields]) -> audit.Entry:
     rid = request_id.get()
     if rid is None and has_request_context():
         rid = g.get("request_id")
     return audit.Entry(
         action=action,
         actor_id=actor_id,
-        project_id=project_id,
-        target=target,
-        outcome=outcome,
-        details=details or {},
+        project_id=fields.get("project_id"),
+        target=fields.get("target"),
+        outcome=fields.get("outcome", "success"),
+        details=fields.get("details") or {},
         ip=client_ip(),
         request_id=rid,
     )
 
 
 async def record(
-    conn: Conn,
-    action: str,
-    *,
-    actor_id: UUID | None,
-    project_id: UUID | None = None,
-    target: str | None = None,
-    outcome: str = "success",
-    details: Mapping[str, Any] | None = None,
+    conn: Conn, action: str, *, actor_id: UUID | None, **fields: Unpack[Fields]
 ) -> None:
     """Record in the caller's transaction (the caller holds `conn` inside one)."""
-    await audit.append(
-        conn,
-        entry(
-            action,
-            actor_id=actor_id,
-            project_id=project_id,
-            target=target,
-            outcome=outcome,
-            details=details,
-        ),
-    )
+    await audit.append(conn, entry(action, actor_id=actor_id, **fields))
 
 
-async def record_after(
-    action: str,
-    *,
-    actor_id: UUID | None,
-    project_id: UUID | None = None,
-    target: str | None = None,
-    outcome: str = "success",
-    details: Mapping[str, Any] | None = None,
-) -> None:
+async def record_after(action: str, *, actor_id: UUID | None, **fields: Unpack[Fields]) -> None:
     """Record on a connection of its own; never fails the caller."""
-    found = entry(
-        action,
-        actor_id=actor_id,
-        project_id=project_id,
-        target=target,
-        outcome=outcome,
-        details=details,
-    )
+    found = entry(action, actor_id=actor_id, **fields)
     try:
         async with services().pool.acquire() as conn:
             await audit.append(conn, found)

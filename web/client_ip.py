@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from quart import has_request_context, has_websocket_context, request, websocket
 
-from vaporform.config import Network
+from vaporform.settings.auth import Network
 from web.services import services
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

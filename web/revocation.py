@@ -60,6 +60,8 @@ ACTIVE_CACHE_MAX = 65_536
 EXTENSION_KEY = "vaporform.revocation"
 
 EVENT_FIELDS = ("project_id", "user_id", "jti")
+# Marks an event whose change needs no re-check: `{"project_id", "deleted": "project"}`.
+DELETED = "deleted"
 
 
 class Watch:
@@ -193,12 +195,30 @@ class Revocation:
         given = {"project_id": project_id, "user_id": user_id, "jti": jti}
         event = {key: str(value) for key, value in given.items() if value is not None}
         self._apply(event)
+        await self._publish(event)
+
+    async def project_deleted(self, project_id: UUID) -> None:
+        """The project's deletion is committed: its sockets close here at once, without the
+        re-check's query, and on the other nodes as soon as they hear it. A re-check could lose
+        the race with the deletion workflow stopping the container, whose terminals would then
+        end as if the container had simply stopped."""
+        self._close_project(str(project_id))
+        await self._publish({"project_id": str(project_id), DELETED: "project"})
+
+    async def _publish(self, event: dict[str, str]) -> None:
         try:
             await self._broker.publish(
                 channels.ACCESS, json.dumps({**event, "node": self.node_id}).encode()
             )
         except Exception:
             log.warning("an access change could not be published", exc_info=True)
+
+    def _close_project(self, project_id: str) -> None:
+        for watch in [w for w in self._watches if str(w.project_id) == project_id]:
+            try:
+                watch.revoke("the project was deleted")
+            except Exception:
+                log.exception("closing a socket of a deleted project failed")
 
     def _on_event(self, data: bytes) -> None:
         try:
@@ -207,6 +227,9 @@ class Revocation:
             log.warning("bad access event", extra={"channel": channels.ACCESS})
             return
         if not isinstance(message, dict) or message.get("node") == self.node_id:
+            return
+        if message.get(DELETED) == "project" and message.get("project_id"):
+            self._close_project(str(message["project_id"]))
             return
         self._apply({k: str(message[k]) for k in EVENT_FIELDS if message.get(k) is not None})
 

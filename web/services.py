@@ -8,9 +8,11 @@ import asyncpg
 from quart import current_app
 from temporalio.client import Client as TemporalClient
 
+from collab.hub import Hub
 from files.service import FileSystem
 from store.ephemeral import Ephemeral
 from vaporform.config import Config
+from vaporform.container_client import ContainerClient
 from web.passwords import Passwords
 
 EXTENSION_KEY = "vaporform"
@@ -24,6 +26,10 @@ class Services:
     temporal: TemporalClient
     passwords: Passwords
     files: FileSystem
+    # Live collaboration of this node; commits go through a pool of its own (`collab.pool`).
+    collab: Hub
+    # The one way to a project's container (its workflow), shared with the AI jobs' activity.
+    containers: ContainerClient
 
 
 def services() -> Services:

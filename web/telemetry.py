@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from quart import Blueprint, Quart, Response, current_app, g, request, websocket
+from quart import Blueprint, Quart, Response, g, request, websocket
 from quart_schema import security_scheme
 from werkzeug.routing import Rule
 
@@ -159,12 +159,6 @@ class Telemetry:
             _exchange.reset(token)
             if route is not None:
                 metrics.WS_OPEN.labels(route).dec()
-
-
-def app_tracing() -> Tracing:
-    """The serving app's tracer provider (for the collaboration hub)."""
-    found: Tracing = current_app.extensions[TRACING_KEY]
-    return found
 
 
 def init_telemetry(app: Quart, tracing: Tracing) -> None:

@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agent.grants import HEADER, agent_key, mint
 from web import audit
 from web.access import ROLE_RANK, caller_project
-from web.blueprints.containers import agent_url, current_status, touch
+from web.containers_edge import agent_url, current_status, touch
 from web.errors import APIError, error_response
 from web.openapi import document_errors, document_websocket
 from web.revocation import ACCESS_REVOKED_CLOSE_CODE, revocations

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from vaporform.config import JWTSettings
+from vaporform.settings.auth import JWTSettings
 
 
 @dataclass(frozen=True, slots=True)

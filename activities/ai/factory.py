@@ -5,7 +5,7 @@ from __future__ import annotations
 from activities.ai.anthropic_provider import AnthropicProvider
 from activities.ai.offline_provider import OfflineProvider
 from activities.ai.provider import Provider
-from vaporform.config import AISettings
+from vaporform.settings.ai import AISettings
 
 
 def build_provider(settings: AISettings) -> Provider:

@@ -1,4 +1,6 @@
-"""Docker activities: the only code on the Temporal side that talks to the Docker engine.
+"""Docker activities of the engine: images and the lifecycle of a container (create, start,
+wait healthy, inspect, stop, remove, logs, list). Commands in a container are `exec.py`'s; the
+settings every container runs with are `hardening.py`'s, its names and labels `naming.py`'s.
 
 Every method is a sync activity (docker-py blocks) run on the worker's thread pool, on the task
 queue of the Docker host the client points at. Calls are idempotent so Temporal may retry them:
@@ -10,9 +12,6 @@ so the workflows can use a short heartbeat timeout and a killed worker's call mo
 from __future__ import annotations
 
 import concurrent.futures
-import select
-import socket
-import struct
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -22,80 +21,48 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
-from docker.types import LogConfig
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.docker.hardening import KEEPALIVE, check_runtime_image, hardened_settings
+from activities.docker.naming import may_hold_project_name, project_labels, role
 from vaporform import metrics
-from vaporform.images import IMAGE_PREFIX, LABEL_DESCRIPTION, RUNTIME_UID
+from vaporform.images import LABEL_DESCRIPTION, RUNTIME_UID
 from workflows.containers.contract import (
     ContainerInfo,
     ContainerRef,
     ContainerSpec,
     CreateContainerInput,
     CreateContainerOutput,
-    ExecInput,
-    ExecOutput,
     ImageInfo,
     ImageRef,
-    ListContainersInput,
-    ListContainersOutput,
     ListImagesInput,
     ListImagesOutput,
     LogsInput,
     LogsOutput,
-    ManagedContainer,
     RemovedOutput,
     RuntimeImageInfo,
     StopContainerInput,
     WaitHealthyInput,
 )
+from workflows.containers.contract.reconcile import (
+    ListContainersInput,
+    ListContainersOutput,
+    ManagedContainer,
+)
 from workflows.containers.names import (
     CONTAINER_GONE,
     IMAGE_NOT_FOUND,
-    LABEL_CREATED_BY,
     LABEL_MANAGED,
     LABEL_POOL,
     LABEL_PROJECT,
     LABEL_WORKFLOW,
     NAME_TAKEN,
     NOT_HEALTHY,
-    POOL_NAME_PREFIX,
     container_name,
 )
 
 T = TypeVar("T")
-
-# The container's main process: does nothing until stopped. Work happens in execs/terminals.
-KEEPALIVE = ["sleep", "infinity"]
-TMPFS_OPTIONS = f"rw,nosuid,nodev,size=64m,uid={RUNTIME_UID},gid={RUNTIME_UID}"
-
-
-def hardened_settings(spec: ContainerSpec, workspace: str) -> dict[str, Any]:
-    """docker-py `containers.create` arguments of DESIGN decision 3; tests inspect each one."""
-    memory = f"{spec.resources.memory_mb}m"
-    settings: dict[str, Any] = {
-        "user": f"{RUNTIME_UID}:{RUNTIME_UID}",
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
-        "read_only": True,
-        "tmpfs": {"/tmp": TMPFS_OPTIONS},
-        "mem_limit": memory,
-        "memswap_limit": memory,  # no swap: the memory limit is the limit
-        "nano_cpus": int(spec.resources.cpus * 1e9),
-        "pids_limit": spec.resources.pids,
-        "init": True,
-        "network_mode": "bridge" if spec.network == "bridge" else "none",
-        "volumes": {workspace: {"bind": "/workspace", "mode": "rw"}},
-        "working_dir": "/workspace",
-        "environment": {"HOME": "/workspace", "TMPDIR": "/tmp"},
-        "ipc_mode": "private",
-        "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"}),
-    }
-    if spec.network == "bridge" and spec.ports:
-        # Published on the loopback interface only: reachable through the API host, not the LAN.
-        settings["ports"] = {f"{port}/tcp": ("127.0.0.1", None) for port in spec.ports}
-    return settings
 
 
 def _ports(attrs: dict[str, Any]) -> dict[str, int]:
@@ -117,14 +84,7 @@ def beating(calls: concurrent.futures.Executor, call: Callable[[], T], every_s: 
             activity.heartbeat()
 
 
-def check_runtime_image(spec: ContainerSpec) -> None:
-    if not spec.image.startswith(IMAGE_PREFIX):
-        raise ApplicationError(
-            f"only {IMAGE_PREFIX}* images run here", type=IMAGE_NOT_FOUND, non_retryable=True
-        )
-
-
-def _info(container: Any) -> ContainerInfo:
+def container_info(container: Any) -> ContainerInfo:
     state = container.attrs.get("State", {})
     return ContainerInfo(
         container_id=container.id,
@@ -185,22 +145,14 @@ class DockerActivities:
     def create_container(self, data: CreateContainerInput) -> CreateContainerOutput:
         check_runtime_image(data.spec)
         name = container_name(data.project_id)
-        labels = {
-            LABEL_MANAGED: "true",
-            LABEL_PROJECT: data.project_id,
-            LABEL_WORKFLOW: data.workflow_id,
-            LABEL_CREATED_BY: data.created_by,
-        }
+        labels = project_labels(data.project_id, data.workflow_id, data.created_by)
         container = self.create_idle(data.spec, name, labels, data.workspace)
         if container is not None:
             return CreateContainerOutput(container_id=str(container.id))
         # The name is taken: a retry of this activity after a crash, or a leftover. Ours is
         # taken over (exactly one container per project); anything else is an error.
         existing = self._docker.containers.get(name)
-        # A claimed pool member carries the pool's labels and the project's name: ours too.
-        if existing.labels.get(LABEL_PROJECT) != data.project_id and not existing.labels.get(
-            LABEL_POOL
-        ):
+        if not may_hold_project_name(existing.labels, data.project_id):
             raise ApplicationError(
                 f"container name {name} is taken by a container that is not ours",
                 type=NAME_TAKEN,
@@ -229,7 +181,7 @@ class DockerActivities:
                 ) from None
             raise
         container.reload()
-        return _info(container)
+        return container_info(container)
 
     @activity.defn(name="docker_wait_healthy")
     def wait_healthy(self, data: WaitHealthyInput) -> ContainerInfo:
@@ -244,7 +196,7 @@ class DockerActivities:
             if state.get("Status") == "running":
                 probe = beating(self._calls, partial(container.exec_run, ["true"], user=user))
                 if probe.exit_code == 0:
-                    return _info(container)
+                    return container_info(container)
             elif state.get("Status") in ("exited", "dead"):
                 logs = container.logs(tail=20).decode(errors="replace").strip()
                 raise ApplicationError(
@@ -265,7 +217,7 @@ class DockerActivities:
     @activity.defn(name="docker_inspect_container")
     def inspect_container(self, data: ContainerRef) -> ContainerInfo:
         try:
-            return _info(self._docker.containers.get(data.container_id))
+            return container_info(self._docker.containers.get(data.container_id))
         except docker.errors.NotFound:
             return ContainerInfo(container_id=data.container_id, exists=False)
 
@@ -275,7 +227,7 @@ class DockerActivities:
             container = self._docker.containers.get(data.container_id)
             beating(self._calls, lambda: container.stop(timeout=data.timeout_s))
             container.reload()
-            return _info(container)
+            return container_info(container)
         except docker.errors.NotFound:
             return ContainerInfo(container_id=data.container_id, exists=False)
 
@@ -317,101 +269,6 @@ class DockerActivities:
                 for c in found
             ]
         )
-
-    # --- exec -----------------------------------------------------------------------
-
-    @activity.defn(name="docker_exec")
-    def exec(self, data: ExecInput) -> ExecOutput:
-        """Run a command as the container's user; capture output up to a cap; enforce a timeout.
-
-        The command runs under `timeout -s KILL` inside the container (busybox and coreutils
-        both have it), so a runaway process dies with its deadline; the read loop has its own
-        deadline a little later in case the image lacks `timeout`.
-        """
-        api = self._docker.api
-        started = time.perf_counter()
-        seconds = max(1, round(data.timeout_s))
-        command = ["timeout", "-s", "KILL", str(seconds), *data.command]
-        try:
-            exec_id = api.exec_create(
-                data.container_id,
-                command,
-                user=f"{RUNTIME_UID}:{RUNTIME_UID}",
-                workdir="/workspace",
-            )["Id"]
-        except docker.errors.NotFound:
-            raise ApplicationError(
-                "the container is gone", type=CONTAINER_GONE, non_retryable=True
-            ) from None
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:  # not running
-                raise ApplicationError(
-                    "the container is not running", type=CONTAINER_GONE, non_retryable=True
-                ) from None
-            raise
-        sock: Any = api.exec_start(exec_id, socket=True)
-        raw: socket.socket = getattr(sock, "_sock", sock)
-        try:
-            streams, truncated = self._read_frames(raw, data, deadline=seconds + 5)
-        finally:
-            # The wrapper holds a reference on the socket: both must close to free it.
-            sock.close()
-            raw.close()
-        duration_ms = int((time.perf_counter() - started) * 1000)
-        exit_code = api.exec_inspect(exec_id).get("ExitCode")
-        timed_out = exit_code in (None, 137) and duration_ms >= seconds * 1000
-        metrics.EXEC_DURATION.labels("timed_out" if timed_out else "exited").observe(
-            duration_ms / 1000
-        )
-        return ExecOutput(
-            exit_code=-1 if exit_code is None else int(exit_code),
-            stdout=streams[1].decode(errors="replace"),
-            stderr=streams[2].decode(errors="replace"),
-            duration_ms=duration_ms,
-            truncated=truncated,
-            timed_out=timed_out,
-        )
-
-    def _read_frames(
-        self, raw: socket.socket, data: ExecInput, *, deadline: float
-    ) -> tuple[dict[int, bytes], bool]:
-        """Read Docker's multiplexed stream (8-byte header: stream, 0, 0, 0, size)."""
-        limit = time.monotonic() + deadline
-        buffer = b""
-        streams = {1: b"", 2: b""}
-        kept = 0
-        truncated = False
-        last_beat = 0.0
-        try:
-            while True:
-                now = time.monotonic()
-                if now > limit:
-                    break
-                if now - last_beat > 1:
-                    activity.heartbeat()
-                    last_beat = now
-                ready, _, _ = select.select([raw], [], [], min(1.0, limit - now))
-                if not ready:
-                    continue
-                chunk = raw.recv(65536)
-                if not chunk:
-                    break
-                buffer += chunk
-                while len(buffer) >= 8:
-                    kind, size = struct.unpack(">BxxxL", buffer[:8])
-                    if len(buffer) < 8 + size:
-                        break
-                    payload, buffer = buffer[8 : 8 + size], buffer[8 + size :]
-                    room = data.output_cap_bytes - kept
-                    if len(payload) > room:
-                        truncated = True
-                        payload = payload[: max(room, 0)]
-                    kept += len(payload)
-                    if kind in streams:
-                        streams[kind] += payload
-        except OSError:
-            pass  # the engine closed the stream: what was read is the answer
-        return streams, truncated
 
     # --- helpers --------------------------------------------------------------------
 
@@ -462,7 +319,6 @@ class DockerActivities:
             self.remove_container,
             self.container_logs,
             self.list_containers,
-            self.exec,
         ]
 
 
@@ -472,8 +328,7 @@ def container_census(client: docker.DockerClient) -> None:
     counts: dict[tuple[str, str], int] = {}
     for found in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"}):
         names = found.get("Names") or [""]
-        role = "pool" if names[0].lstrip("/").startswith(POOL_NAME_PREFIX) else "project"
-        key = (str(found.get("State") or "unknown"), role)
+        key = (str(found.get("State") or "unknown"), role(names[0]))
         counts[key] = counts.get(key, 0) + 1
     metrics.set_containers(counts)
 

@@ -9,6 +9,7 @@ from typing import Any
 import docker
 
 from activities.docker.engine import DockerActivities
+from activities.docker.exec import ExecActivities
 from activities.docker.pool import ContainerPoolActivities
 from activities.docker.workspace import ContainerWorkspaceActivities
 from activities.project_deletion import ProjectDeletionHostActivities
@@ -26,6 +27,7 @@ def docker_host_activities(
     engine = DockerActivities(client, data_dir, calls)
     return [
         *engine.all(),
+        *ExecActivities(client).all(),
         *ContainerPoolActivities(engine, data_dir).all(),
         *ContainerWorkspaceActivities(client, data_dir, files).all(),
         *ProjectDeletionHostActivities(data_dir, files.pool if files else None).all(),

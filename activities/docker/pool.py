@@ -18,7 +18,9 @@ import docker.errors
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.docker.engine import DockerActivities, beating, check_runtime_image
+from activities.docker.engine import DockerActivities, beating
+from activities.docker.hardening import check_runtime_image
+from activities.docker.naming import member_labels, member_name
 from vaporform.images import RUNTIME_UID
 from workflows.containers.contract import (
     ContainerInfo,
@@ -28,15 +30,7 @@ from workflows.containers.contract import (
     RemovedOutput,
     WaitHealthyInput,
 )
-from workflows.containers.names import (
-    LABEL_CREATED_BY,
-    LABEL_MANAGED,
-    LABEL_POOL,
-    LABEL_SLOT,
-    LABEL_WORKFLOW,
-    NAME_TAKEN,
-    POOL_NAME_PREFIX,
-)
+from workflows.containers.names import LABEL_SLOT, NAME_TAKEN
 
 
 def slots_root(data_dir: Path) -> Path:
@@ -47,10 +41,6 @@ def slot_dir(data_dir: Path, slot_id: str) -> Path:
     if not slot_id or "/" in slot_id or slot_id.startswith("."):
         raise ApplicationError(f"bad slot id {slot_id!r}", non_retryable=True)
     return slots_root(data_dir) / slot_id
-
-
-def member_name(slot_id: str) -> str:
-    return f"{POOL_NAME_PREFIX}{slot_id}"
 
 
 class ContainerPoolActivities:
@@ -80,13 +70,7 @@ class ContainerPoolActivities:
 
     def _find_or_create(self, data: CreateMemberInput, slot: Path) -> Any:
         name = member_name(data.slot_id)
-        labels = {
-            LABEL_MANAGED: "true",
-            LABEL_POOL: data.pool_id,
-            LABEL_SLOT: data.slot_id,
-            LABEL_WORKFLOW: data.pool_id,
-            LABEL_CREATED_BY: "pool",
-        }
+        labels = member_labels(data.pool_id, data.slot_id)
         created = self._engine.create_idle(data.spec, name, labels, str(slot))
         if created is not None:
             return created

@@ -35,7 +35,8 @@ import docker.errors
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.docker.engine import _info
+from activities.docker.engine import container_info
+from activities.docker.naming import may_hold_project_name
 from activities.docker.pool import slot_dir
 from activities.heartbeat import beating
 from files.locks import ProjectLock
@@ -43,14 +44,7 @@ from files.service import FileSystem
 from files.workspace import workspace_dir
 from vaporform.images import RUNTIME_UID
 from workflows.containers.contract import AdoptInput, ContainerInfo, WorkspaceInput, WorkspaceOutput
-from workflows.containers.names import (
-    CONTAINER_GONE,
-    LABEL_MANAGED,
-    LABEL_POOL,
-    LABEL_PROJECT,
-    NAME_TAKEN,
-    container_name,
-)
+from workflows.containers.names import CONTAINER_GONE, LABEL_MANAGED, NAME_TAKEN, container_name
 
 
 def _is_empty(path: Path) -> bool:
@@ -167,17 +161,15 @@ class ContainerWorkspaceActivities:
             with contextlib.suppress(docker.errors.NotFound):
                 holder: Any = self._docker.containers.get(name)
                 labels = holder.labels or {}
-                ours = labels.get(LABEL_MANAGED) == "true" and (
-                    labels.get(LABEL_PROJECT) == data.project_id or labels.get(LABEL_POOL)
-                )
-                if not ours:
+                ours = labels.get(LABEL_MANAGED) == "true"
+                if not (ours and may_hold_project_name(labels, data.project_id)):
                     raise ApplicationError(
                         f"container name {name} is taken", type=NAME_TAKEN, non_retryable=True
                     )
                 # The project's workflow holds no other container when it claims: a leftover.
                 holder.remove(force=True)
             container.rename(name)
-        return _info(container)
+        return container_info(container)
 
     def all(self) -> list[Any]:
         return [self.prepare_workspace, self.adopt_pooled]

@@ -22,13 +22,14 @@ from activities.ai.anthropic_provider import AnthropicProvider
 from activities.ai.offline_provider import OfflineProvider
 from activities.ai.provider import Provider
 from collab.broker import RedisBroker
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from store import db
 from tests.ai.fake_anthropic import FakeAnthropic
 from tests.ai.pyimage import build as build_python_image
-from tests.conftest import REDIS_URL, Server, serving
+from tests.conftest import REDIS_URL, Server, api_client, serving
 from tests.docker_cleanup import managed, remove_owned
-from vaporform.config import AISettings, Config
+from vaporform.config import Config
+from vaporform.settings.ai import AISettings
 
 MODEL = "claude-sonnet-4-6"
 
@@ -181,11 +182,11 @@ async def offline_server(
 
 @pytest.fixture
 async def ai_http(ai_server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=ai_server.base_url, timeout=60) as client:
+    async with api_client(ai_server, timeout=60) as client:
         yield client
 
 
 @pytest.fixture
 async def offline_http(offline_server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=offline_server.base_url, timeout=60) as client:
+    async with api_client(offline_server, timeout=60) as client:
         yield client

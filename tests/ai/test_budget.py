@@ -23,11 +23,11 @@ from temporalio.client import Client
 
 import worker as worker_module
 from activities.ai.anthropic_provider import AnthropicProvider
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from store import db
 from tests.ai.fake_anthropic import FakeAnthropic, Reply
 from tests.ai.helpers import answer, finished, put_file, start_job
-from tests.conftest import serving
+from tests.conftest import api_client
 from tests.support import Account, assert_error, create_project, register, wait_until
 from vaporform.config import Config
 
@@ -68,8 +68,7 @@ async def budget_stack(
                 ai_provider=provider,
                 ai_budgets=worker_module.budgets_of(config.ai),
             ),
-            serving(config) as server,
-            httpx.AsyncClient(base_url=server.base_url, timeout=60) as http,
+            api_client(config, timeout=60) as http,
         ):
             yield http
     finally:
@@ -207,7 +206,7 @@ async def test_usage_outlives_its_project(
 
     # The user's budget still counts it: exactly what was spent leaves nothing for a new job.
     spent_up = replace(ai_config, ai=replace(ai_config.ai, budget_user_usd=spent))
-    async with serving(spent_up) as server, httpx.AsyncClient(base_url=server.base_url) as http:
+    async with api_client(spent_up) as http:
         other = (await create_project(http, owner))["id"]
         refused = await http.post(
             f"/api/v1/projects/{other}/ai/reviews", json={}, headers=owner.headers

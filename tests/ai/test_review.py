@@ -1,9 +1,11 @@
-"""Code review end to end: REST -> Temporal -> ruff + the real SDK -> the fake Anthropic API."""
+"""Code review end to end: REST -> Temporal -> ruff + the real SDK -> the fake Anthropic API.
+
+How long a review takes (with a model call, and from the cache) is measured by
+bench/ai_bench.py, not asserted here."""
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import replace
 
@@ -86,11 +88,8 @@ async def _review_and_check(
 ) -> None:
     fake_reset.push(review_reply())
 
-    started = time.perf_counter()
     job_id = await start_job(ai_http, owner, pid, "reviews", {"paths": ["app.py"]})
     job = await finished(ai_http, owner, pid, job_id)
-    elapsed = time.perf_counter() - started
-    print(f"review job end to end: {elapsed * 1000:.0f} ms")
     assert job["status"] == "succeeded", job
     result = job["result"]
     assert [(f["line_start"], f["category"]) for f in result["findings"]] == [(6, "bug")]
@@ -99,7 +98,6 @@ async def _review_and_check(
     assert result["ruff_findings"] >= 3  # F401 twice, F821
     assert job["usage"]["calls"] == 1
     assert job["usage"]["input_tokens"] == 1000
-    assert elapsed < 10
 
     # What the SDK sent: the model, the system prompt, the cached context block, ruff's findings.
     assert len(fake_reset.log) == 1
@@ -150,10 +148,8 @@ async def test_identical_review_is_served_from_the_cache(
     assert first["status"] == "succeeded"
     calls = len(fake_reset.log)
 
-    started = time.perf_counter()
     job_id = await start_job(ai_http, owner, pid, "reviews", {"paths": ["app.py"]})
     second = await finished(ai_http, owner, pid, job_id)
-    print(f"cache hit review job: {(time.perf_counter() - started) * 1000:.0f} ms")
     assert second["status"] == "succeeded"
     assert len(fake_reset.log) == calls  # no API call
     assert second["result"]["cached"] is True

@@ -20,7 +20,7 @@ import websockets
 
 from collab.settings import CollabSettings
 from store import db, projects, users
-from tests.conftest import Server, serving
+from tests.conftest import Server, api_client, serving
 from vaporform.config import Config
 
 
@@ -137,5 +137,5 @@ async def nodes(config: Config, worker: None) -> AsyncIterator[tuple[Server, Ser
 
 @pytest.fixture
 async def api(nodes: tuple[Server, Server]) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=nodes[0].base_url, timeout=30) as client:
+    async with api_client(nodes[0]) as client:
         yield client

@@ -24,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 from store import users
 from tests.collab.conftest import FAST, WSClient
 from tests.collab.editing import add_member, project_with_file
-from tests.conftest import Server, serving
+from tests.conftest import Server, api_client, serving
 from tests.support import Account, assert_error, wait_until
 from vaporform.config import Config
 from web.tokens import issue_access
@@ -234,7 +234,7 @@ async def test_deleting_the_project_closes_every_socket(
 
 async def test_a_disabled_account_is_refused_everywhere(swept: Server, pool: asyncpg.Pool) -> None:
     server = swept
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+    async with api_client(server) as http:
         owner, pid = await project_with_file(http)
         ws = await WSClient.connect(server, pid, owner.access_token)
         await ws.join("main.py")
@@ -289,7 +289,7 @@ async def test_a_token_whose_user_does_not_exist_is_refused(
     swept: Server, pool: asyncpg.Pool, config: Config
 ) -> None:
     server = swept
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+    async with api_client(server) as http:
         owner, pid = await project_with_file(http)
         member = await add_member(http, owner, pid, "editor")
         ws = await WSClient.connect(server, pid, member.access_token)
@@ -314,7 +314,7 @@ async def test_a_token_whose_user_does_not_exist_is_refused(
     # A well-signed token for a user that never existed: refused at once.
     token, _ = issue_access(config.jwt, uuid.uuid4(), "user")
     never = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+    async with api_client(server) as http:
         assert_error(await http.get("/api/v1/projects", headers=never), 401, "unauthorized")
         assert_error(await http.post("/api/v1/auth/ws-ticket", headers=never), 401, "unauthorized")
     with pytest.raises(InvalidStatus) as handshake:

@@ -18,7 +18,7 @@ from tests.collab.editing import (
     project_with_file,
     type_concurrently,
 )
-from tests.conftest import Server, serving
+from tests.conftest import Server, api_client, serving
 from tests.support import wait_until
 from vaporform.config import Config
 
@@ -204,7 +204,7 @@ async def test_a_rejoin_behind_what_memory_holds_is_answered_from_the_database(
     at an older revision (it was offline, or the node restarted) gets the ops it missed from
     PostgreSQL, not a `resync` that would make it drop its unsent edits."""
     short = replace(config, collab=replace(FAST, history_in_memory=3))
-    async with serving(short) as node, httpx.AsyncClient(base_url=node.base_url) as http:
+    async with serving(short) as node, api_client(node) as http:
         owner, pid = await project_with_file(http, "h.txt", "")
         typist = await WSClient.connect(node, pid, owner.access_token)
         late = await WSClient.connect(node, pid, owner.access_token)

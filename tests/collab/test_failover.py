@@ -18,7 +18,7 @@ import pytest
 
 from collab import ot
 from tests.collab.conftest import WSClient
-from tests.conftest import Server, free_port, serving
+from tests.conftest import Server, api_client, free_port, serving
 from tests.support import Account, api_process_env, create_project, register, wait_until
 from vaporform.config import Config
 
@@ -87,7 +87,7 @@ async def test_killing_a_node_loses_no_acknowledged_op(
 ) -> None:
     async with (
         serving(config) as survivor,
-        httpx.AsyncClient(base_url=survivor.base_url, timeout=30) as api,
+        api_client(survivor) as api,
     ):
         owner: Account = await register(api, "owner")
         pid = (await create_project(api, owner))["id"]

@@ -23,7 +23,7 @@ from tests.collab.editing import (
     file_text,
     project_with_file,
 )
-from tests.conftest import Server, serving
+from tests.conftest import Server, api_client, serving
 from tests.support import register, wait_until
 from vaporform.config import Config
 
@@ -139,7 +139,7 @@ async def test_op_rate_limit_and_silent_clients(config: Config, worker: None) ->
     limited = replace(config, collab=CollabSettings(op_rate=1, op_burst=3, client_timeout_s=1))
     async with (
         serving(limited) as server,
-        httpx.AsyncClient(base_url=server.base_url, timeout=30) as api,
+        api_client(server) as api,
     ):
         owner, pid = await project_with_file(api, "s.txt", "")
         ws = await WSClient.connect(server, pid, owner.access_token)
@@ -191,7 +191,7 @@ async def test_a_client_that_cannot_keep_up_is_disconnected(config: Config, work
     small = replace(config, collab=CollabSettings(send_queue=4, max_op_units=200_000))
     async with (
         serving(small) as server,
-        httpx.AsyncClient(base_url=server.base_url, timeout=30) as api,
+        api_client(server) as api,
     ):
         owner, pid = await project_with_file(api, "f.txt", "")
         url = server.base_url.replace("http://", "ws://") + f"/api/v1/projects/{pid}/collab"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -424,14 +423,14 @@ def test_conversion_helpers_reject() -> None:
 # ------------------------------------------------------------------------ scale
 
 
-def test_large_documents_are_linear() -> None:
+def test_large_documents() -> None:
+    # How long this takes (it must stay linear) is measured by bench/ot_bench.py.
     unit = "ab😀中 "  # 5 code points, 6 UTF-16 units
     doc = unit * 20_000  # 100k code points
     assert ot.utf16_len(doc) == 120_000
     op: Op = []
     for _ in range(20_000):
         op += [4, -1, "x", 1]  # replace every "中" by "x"
-    start = time.perf_counter()
     result = ot.apply(doc, op)
     assert result == "ab😀x " * 20_000
     inverse = ot.invert(op, doc)
@@ -445,4 +444,3 @@ def test_large_documents_are_linear() -> None:
         cutter += [1, -2]
     assert ot.compose(big, cutter) == ["é" * 50_000]
     assert ot.transform_position(120_000, op) == ot.target_length(op)
-    assert time.perf_counter() - start < 10

@@ -16,7 +16,7 @@ from collab.hub import Hub
 from tests.collab.conftest import WSClient
 from tests.collab.editing import project_with_file
 from tests.conftest import Server
-from web.blueprints.collab import HUB_KEY
+from web.services import EXTENSION_KEY
 
 
 async def test_a_failed_announcement_leaves_no_participant(
@@ -26,7 +26,7 @@ async def test_a_failed_announcement_leaves_no_participant(
     stays = await WSClient.connect(nodes[0], pid, owner.access_token)
     try:
         await stays.join("g.txt")
-        hub: Hub = nodes[0].app.extensions[HUB_KEY]
+        hub: Hub = nodes[0].app.extensions[EXTENSION_KEY].collab
         room = hub.rooms[uuid.UUID(pid)]
         before = (set(room.peers), set(room.roster.by_session), room.refs)
 

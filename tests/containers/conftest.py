@@ -21,9 +21,10 @@ import pytest
 from temporalio.client import Client
 
 from agent.serve import serve_agent
-from files.service import FileSystem, build_filesystem
+from files.factory import build_filesystem
+from files.service import FileSystem
 from store import db
-from tests.conftest import Server, free_port, serving
+from tests.conftest import Server, api_client, free_port, serving
 from tests.docker_cleanup import managed, remove_owned
 from tests.support import wait_until
 from vaporform.config import Config
@@ -150,7 +151,7 @@ async def container_server(
 
 @pytest.fixture
 async def http(container_server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=container_server.base_url, timeout=60) as client:
+    async with api_client(container_server, timeout=60) as client:
         yield client
 
 

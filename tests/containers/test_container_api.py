@@ -131,9 +131,16 @@ async def test_exec_timeout_and_output_cap(http: httpx.AsyncClient) -> None:
             f"{base}/exec", json={"command": ["sleep", "30"], "timeout_s": 1}, headers=owner.headers
         )
         result = slow.json()
+        # Killed at its deadline (SIGKILL: 137), not waited for; how soon after the deadline
+        # the answer comes is bench/container_checks_bench.py's to measure.
         assert result["timed_out"] is True, result
         assert result["exit_code"] == 137
-        assert result["duration_ms"] < 10_000
+        left = await http.post(
+            f"{base}/exec",
+            json={"command": ["sh", "-c", "ps -o args | grep -c '^sleep 30$' || true"]},
+            headers=owner.headers,
+        )
+        assert left.json()["stdout"] == "0\n", left.json()  # nothing of it keeps running
 
         # 1 MiB of output against a 256 KiB cap: cut, flagged, and the command still completes.
         big = await http.post(

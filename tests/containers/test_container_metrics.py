@@ -16,12 +16,13 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from store import db
-from tests.conftest import Server, free_port, serving
+from tests.conftest import Server, api_client, free_port, serving
 from tests.support import create_project, register, wait_until
 from vaporform import metrics
-from vaporform.config import Config, TelemetrySettings
+from vaporform.config import Config
+from vaporform.settings.telemetry import TelemetrySettings
 from vaporform.worker_metrics import free_loopback_address, temporal_runtime
 
 TOKEN = "container-metrics-token-0123456789"
@@ -88,7 +89,7 @@ def total(text: str, sample: str, **labels: str) -> float:
 
 
 async def test_start_exec_and_census_are_measured(metered: Metered) -> None:
-    async with httpx.AsyncClient(base_url=metered.server.base_url, timeout=60) as api:
+    async with api_client(metered.server, timeout=60) as api:
         owner = await register(api, "metered")
         pid = (await create_project(api, owner))["id"]
         base = f"/api/v1/projects/{pid}/container"

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,26 +106,18 @@ async def test_sigkilled_worker_mid_provisioning_leaves_one_container(
     try:
         await wait_until(created, timeout=30, what="the first worker to create the container")
         first.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
         first.wait(timeout=10)
         assert not outcome.done(), "provisioning finished before the worker was killed"
-        state_at_kill = project_containers()[0].status
 
-        restarted_at = time.monotonic()
+        # How long the recovery takes is bench/container_bench.py's crash phase.
         workers.start()
         status = await asyncio.wait_for(outcome, timeout=60)
-        recovery_s = time.monotonic() - killed_at
-        print(
-            f"\nkilled with the container {state_at_kill}; running {recovery_s:.1f} s later "
-            f"({time.monotonic() - restarted_at:.1f} s after the new worker process started)"
-        )
 
         assert status.status == "running", status
         found = project_containers()
         assert [c.id for c in found] == [status.container_id]
         assert found[0].name == container_name(pid)
         assert found[0].status == "running"
-        assert recovery_s < 20  # heartbeat 2 s + sticky queue 2 s + a worker's start
 
         handle = temporal_client.get_workflow_handle_for(ContainerWorkflow.run, workflow_id)
         stopped = await handle.execute_update(ContainerWorkflow.stop, StopInput("crash"))

@@ -9,7 +9,7 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, api_client
 from tests.support import Account, create_project, register, wait_until
 
 LIMITS = {"cpus": 0.5, "memory_mb": 64, "pids": 64}
@@ -33,7 +33,7 @@ class Running:
 
 @pytest.fixture(scope="module")
 async def running(container_server: Server) -> AsyncIterator[Running]:
-    async with httpx.AsyncClient(base_url=container_server.base_url, timeout=60) as http:
+    async with api_client(container_server, timeout=60) as http:
         owner = await register(http, "hardened")
         pid = (await create_project(http, owner))["id"]
         started = await http.post(

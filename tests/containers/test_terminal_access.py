@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import Server, serving
+from tests.conftest import Server, api_client, serving
 from tests.support import Account, create_project, register
 from vaporform.config import Config
 
@@ -54,7 +54,7 @@ async def running(
 ) -> AsyncIterator[Running]:
     """A project whose container runs; terminals open on the first node."""
     change_node = pair[0] if request.param == "one node" else pair[1]
-    async with httpx.AsyncClient(base_url=change_node.base_url, timeout=60) as rest:
+    async with api_client(change_node, timeout=60) as rest:
         owner = await register(rest, "term")
         pid = (await create_project(rest, owner))["id"]
         base = f"/api/v1/projects/{pid}/container"

@@ -18,11 +18,11 @@ from workflows.containers.contract import (
     ContainerSpec,
     ContainerWorkflowInput,
     EnsureRunningInput,
-    ReconcileInput,
     Resources,
     StopInput,
     TouchInput,
 )
+from workflows.containers.contract.reconcile import ReconcileInput
 from workflows.containers.entity import ContainerWorkflow
 from workflows.containers.names import (
     LABEL_CREATED_BY,

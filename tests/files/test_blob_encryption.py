@@ -22,7 +22,7 @@ from temporalio.testing import ActivityEnvironment
 
 import worker as worker_module
 from activities.files import FileActivities
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from store import db
 from store.blob_keys import (
     BlobKeyError,
@@ -32,10 +32,11 @@ from store.blob_keys import (
     parse_keyring,
 )
 from store.blobs import LocalBlobStore, sha256_hex
-from tests.conftest import serving
+from tests.conftest import api_client
 from tests.support import Account, assert_error, create_project, register
-from vaporform.cli import rekey_blobs
-from vaporform.config import Config, ConfigError, load_config
+from vaporform.commands.data import rekey_blobs
+from vaporform.config import Config, load_config
+from vaporform.settings.env import ConfigError
 from workflows.files.contract import RetentionInput
 
 
@@ -94,8 +95,7 @@ async def stack(
                     executor,
                     files=build_filesystem(keyed, pool),
                 ),
-                serving(keyed) as server,
-                httpx.AsyncClient(base_url=server.base_url, timeout=30) as http,
+                api_client(keyed) as http,
             ):
                 yield http
     finally:

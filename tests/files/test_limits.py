@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from files.errors import TooLarge, TooManyFiles
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from store import db
 from tests.support import create_project, register
 from vaporform.config import Config

@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.files import FileActivities
 from collab.broker import RedisBroker
 from collab.channels import files_channel
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from files.workspace import workspace_dir, workspaces_root
 from store import db, files
 from tests.conftest import REDIS_URL

@@ -228,10 +228,11 @@ async def test_backup_and_restore_through_s3(
 async def test_the_configuration_picks_the_backend(
     s3_endpoint: str, s3_bucket: str, tmp_path: Path
 ) -> None:
-    from store.blobs import build_blob_store
+    from files.factory import build_blob_store
     from store.s3_blobs import S3BlobStore
     from tests.seaweed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-    from vaporform.config import ConfigError, load_config
+    from vaporform.config import load_config
+    from vaporform.settings.env import ConfigError
 
     base = {"VAPORFORM_DATA_DIR": str(tmp_path), "VAPORFORM_JWT_SECRET": "s" * 32}
     assert isinstance(build_blob_store(load_config(base)), LocalBlobStore)

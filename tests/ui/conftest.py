@@ -26,9 +26,9 @@ from temporalio.client import Client
 
 from agent.serve import serve_agent
 from collab.settings import CollabSettings
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from store import db
-from tests.conftest import Server, free_port, serving
+from tests.conftest import Server, api_client, free_port, serving
 from tests.docker_cleanup import managed, remove_owned
 from tests.support import Account, register, wait_until
 from vaporform.config import Config
@@ -223,7 +223,7 @@ async def ui_server(
 
 @pytest.fixture
 async def api(ui_server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=ui_server.base_url, timeout=30) as client:
+    async with api_client(ui_server) as client:
         yield client
 
 

@@ -19,15 +19,16 @@ from temporalio.client import Client
 import worker as worker_module
 from activities.ai.anthropic_provider import AnthropicProvider
 from collab.broker import RedisBroker
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from store import db
 from tests.ai.fake_anthropic import FakeAnthropic, Reply
 from tests.ai.helpers import answer
-from tests.conftest import REDIS_URL, Server, serving
+from tests.conftest import REDIS_URL, Server, api_client, serving
 from tests.support import Account, create_project, register
 from tests.ui.conftest import Browsers
 from tests.ui.helpers import add_member, editor, open_ready, put_file, wait_text
-from vaporform.config import AISettings, Config
+from vaporform.config import Config
+from vaporform.settings.ai import AISettings
 
 SOURCE = "import os\n\n\ndef main(argv):\n    return undefined_name + len(argv)\n"
 
@@ -131,7 +132,7 @@ async def test_a_generated_change_is_shown_as_a_diff_and_applied_as_a_version(
     browser: Browser, generating_server: Server, fake: FakeAnthropic
 ) -> None:
     people = Browsers(browser, generating_server.base_url)
-    async with httpx.AsyncClient(base_url=generating_server.base_url, timeout=30) as api:
+    async with api_client(generating_server) as api:
         owner = await register(api, "gen")
         pid = (await create_project(api, owner, name="generate"))["id"]
         await put_file(api, owner, pid, "greet.py", "def hello():\n    return 'hi'\n")

@@ -23,7 +23,7 @@ import pytest
 from store import ai_budget, db
 from store.ai_budget import Budgets
 from tests.collab.conftest import WSClient
-from tests.conftest import ADMIN_DSN, Server, migrated_database, serving
+from tests.conftest import ADMIN_DSN, Server, api_client, migrated_database, serving
 from tests.support import Account, assert_error, create_project, register, unique_email, wait_until
 from tests.web.admin_support import actions, make_admin, rows, tar_gz
 from vaporform.config import Config
@@ -192,7 +192,7 @@ async def _login(http: httpx.AsyncClient, account: Account) -> httpx.Response:
 async def test_disabling_a_user_ends_their_sessions_at_once(
     events_only: Server, pool: asyncpg.Pool
 ) -> None:
-    async with httpx.AsyncClient(base_url=events_only.base_url, timeout=30) as http:
+    async with api_client(events_only) as http:
         admin = await make_admin(http, pool)
         user = await register(http, "disabled")
         pid = (await create_project(http, user))["id"]
@@ -532,7 +532,7 @@ async def test_the_cli_creates_the_first_admin(fresh: tuple[Server, Config]) -> 
     )
     assert (code, "password" in err) == (1, True)
 
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+    async with api_client(server) as http:
         login = await http.post("/api/v1/auth/login", json={"email": email, "password": password})
         assert login.status_code == 200, login.text
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}

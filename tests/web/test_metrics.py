@@ -14,9 +14,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.collab.conftest import WSClient
-from tests.conftest import Server, free_port, serving
+from tests.conftest import Server, api_client, free_port, serving
 from tests.support import api_process_env, assert_error, create_project, register, wait_until
-from vaporform.config import Config, ConfigError, TelemetrySettings, load_config
+from vaporform.config import Config, load_config
+from vaporform.settings.env import ConfigError
+from vaporform.settings.telemetry import TelemetrySettings
 
 TOKEN = "metrics-token-for-tests-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -34,7 +36,7 @@ async def metered(config: Config, worker: None) -> AsyncIterator[Server]:
 
 @pytest.fixture
 async def client(metered: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=metered.base_url, timeout=30) as found:
+    async with api_client(metered) as found:
         yield found
 
 

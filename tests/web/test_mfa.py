@@ -21,9 +21,10 @@ import pyotp
 import pytest
 import websockets
 
-from tests.conftest import Server, serving
+from tests.conftest import Server, api_client, serving
 from tests.support import Account, assert_error, register
-from vaporform.config import Config, MFASettings, RateLimits
+from vaporform.config import Config
+from vaporform.settings.auth import MFASettings, RateLimits
 
 MFA = "/api/v1/auth/mfa"
 RECOVERY_CODE = re.compile(r"^[a-z2-9]{4}(-[a-z2-9]{4}){3}$")
@@ -304,7 +305,7 @@ async def limited(
         redis_prefix=f"vf-test-{run_id}-{request.node.name}:",
         rate_limits=RateLimits(login_per_email=3, login_per_ip=1000, login_window_s=60),
     )
-    async with serving(strict) as server, httpx.AsyncClient(base_url=server.base_url) as client:
+    async with api_client(strict) as client:
         yield client
 
 
@@ -331,7 +332,7 @@ async def test_code_guesses_are_rate_limited_per_address(config: Config, run_id:
         redis_prefix=f"vf-test-{run_id}-mfa-ip:",
         rate_limits=RateLimits(login_per_email=1000, login_per_ip=3, login_window_s=60),
     )
-    async with serving(strict) as server, httpx.AsyncClient(base_url=server.base_url) as http:
+    async with api_client(strict) as http:
         account = await register(http, "mfa-ip")
         totp = await _enabled_totp(http, account)  # enrol and confirm: 2 of 3
         challenge = await _password_step(http, account)  # login's own bucket
@@ -343,7 +344,7 @@ async def test_required_mfa_allows_only_enrolment(config: Config, run_id: str) -
     required = replace(
         config, redis_prefix=f"vf-test-{run_id}-mfa-required:", mfa=MFASettings(required=True)
     )
-    async with serving(required) as server, httpx.AsyncClient(base_url=server.base_url) as http:
+    async with serving(required) as server, api_client(server) as http:
         account = await register(http, "mfa-required")
         assert_error(
             await http.get("/api/v1/projects", headers=account.headers),
@@ -387,7 +388,7 @@ async def test_an_expired_challenge_grants_nothing(config: Config, run_id: str) 
     instant = replace(
         config, redis_prefix=f"vf-test-{run_id}-mfa-ttl:", mfa=MFASettings(challenge_ttl_s=0)
     )
-    async with serving(instant) as server, httpx.AsyncClient(base_url=server.base_url) as http:
+    async with api_client(instant) as http:
         account = await register(http, "mfa-ttl")
         totp = await _enabled_totp(http, account)
         challenge = await _password_step(http, account)

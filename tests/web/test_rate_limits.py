@@ -8,9 +8,10 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from tests.conftest import serving
+from tests.conftest import api_client
 from tests.support import assert_error, register, unique_email
-from vaporform.config import Config, RateLimits
+from vaporform.config import Config
+from vaporform.settings.auth import RateLimits
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ async def strict_http(
         redis_prefix=f"vf-test-{run_id}-{request.node.name}:",
         rate_limits=RateLimits(login_per_email=3, login_per_ip=5, login_window_s=60),
     )
-    async with serving(limited) as server, httpx.AsyncClient(base_url=server.base_url) as client:
+    async with api_client(limited) as client:
         yield client
 
 

@@ -21,15 +21,16 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from store import db
 from tests.collab.conftest import WSClient
-from tests.conftest import ADMIN_DSN, Server, migrated_database, serving
+from tests.conftest import ADMIN_DSN, Server, api_client, migrated_database, serving
 from tests.otlp_collector import Collector, ReceivedSpan
 from tests.support import create_project, register, wait_until
-from vaporform.config import Config, TelemetrySettings
+from vaporform.config import Config
 from vaporform.logs import JSONFormatter
 from vaporform.outbox_relay import OutboxRelay
+from vaporform.settings.telemetry import TelemetrySettings
 from vaporform.tracing import Tracing
 from web.telemetry import TRACING_KEY
 
@@ -100,7 +101,7 @@ async def stack(
 
 @pytest.fixture
 async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.server.base_url, timeout=30) as client:
+    async with api_client(stack.server) as client:
         yield client
 
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import serving
+from tests.conftest import api_client
 from tests.support import assert_error, unique_email
-from vaporform.config import Config, ConfigError, RateLimits, load_config
+from vaporform.config import Config, load_config
+from vaporform.settings.auth import RateLimits
+from vaporform.settings.env import ConfigError
 from web.client_ip import resolve
 
 LOGIN = "/api/v1/auth/login"
@@ -98,7 +100,7 @@ async def behind_proxy(
         rate_limits=RateLimits(login_per_email=100, login_per_ip=2, login_window_s=60),
         trusted_proxies=_nets("127.0.0.1/32", "10.0.0.0/8"),
     )
-    async with serving(strict) as server, httpx.AsyncClient(base_url=server.base_url) as client:
+    async with api_client(strict) as client:
         yield client
 
 
@@ -138,7 +140,7 @@ async def test_without_trusted_proxies_the_header_is_ignored(
         redis_prefix=f"vf-test-{run_id}-no-proxies:",
         rate_limits=RateLimits(login_per_email=100, login_per_ip=2, login_window_s=60),
     )
-    async with serving(strict) as server, httpx.AsyncClient(base_url=server.base_url) as http:
+    async with api_client(strict) as http:
         for n in range(2):
             headers = {"X-Forwarded-For": f"203.0.113.{n + 1}"}
             assert_error(await http.post(LOGIN, json=_attempt(), headers=headers), 401)

@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from files.service import FileSystem
 from files.workspace import workspace_dir
 from store import db, outbox
-from tests.conftest import Server, serving
+from tests.conftest import Server, api_client, serving
 from tests.containers import conftest as containers
 from tests.support import Account, assert_error, create_project, register, wait_until
 from vaporform.config import Config
@@ -69,7 +69,7 @@ async def api(container_config: Config, worker: None, docker_worker: None) -> As
 
 @pytest.fixture
 async def http(api: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api.base_url, timeout=60) as client:
+    async with api_client(api, timeout=60) as client:
         yield client
 
 

@@ -17,13 +17,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import worker as worker_module
-from files.service import build_filesystem
+from files.factory import build_filesystem
 from store import db
 from tests.conftest import free_port
 from tests.support import wait_until
 from tests.workflows.failing import FailingWorkflow, always_fails
 from vaporform import metrics
-from vaporform.config import Config, TelemetrySettings
+from vaporform.config import Config
+from vaporform.settings.telemetry import TelemetrySettings
 from vaporform.worker_metrics import (
     TEMPORAL_FAMILIES,
     WorkerMetrics,

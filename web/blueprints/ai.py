@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 from quart_schema import document_response, validate_request
-from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from files.errors import WorkspaceConflict, checked_path
@@ -22,14 +20,15 @@ from store import ai as store
 from store import ai_budget
 from store.ai import Job
 from store.projects import Project
+from vaporform.container_client import configured_image
 from web import audit
 from web.access import caller_project, parse_uuid, project_for
+from web.ai_results import job_body, proposed_changes
 from web.auth import principal, require_auth
 from web.errors import APIError, not_found
 from web.openapi import document_errors
 from web.services import services
 from workflows.ai.contract import (
-    AIProgress,
     ContainerTarget,
     DebugInput,
     GenerateInput,
@@ -126,14 +125,9 @@ def _paths(raw: list[str] | None) -> list[str] | None:
 
 def _container_target(project: Project) -> ContainerTarget:
     settings = services().config.containers
-    runtime = project.config.get("runtime")
-    configured = runtime.get("image") if isinstance(runtime, dict) else None
-    image = configured if isinstance(configured, str) else settings.default_image
-    if ":" not in image.rpartition("/")[2]:
-        image += ":latest"
     return ContainerTarget(
         docker_queue=settings.docker_queue,
-        image=image,
+        image=configured_image(project.config, settings.default_image),
         idle_timeout_s=settings.idle_timeout_s,
         health_timeout_s=float(settings.health_timeout_s),
     )
@@ -301,53 +295,12 @@ async def _job(raw_project_id: str, raw_job_id: str, need: str) -> tuple[Project
     return project, job
 
 
-PROGRESS_QUERY_TIMEOUT = timedelta(seconds=1)
-
-
-async def _progress(job: Job) -> dict[str, Any] | None:
-    if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
-        return None
-    handle: WorkflowHandle[Any, Any] = services().temporal.get_workflow_handle(job.workflow_id)
-    try:
-        # Without a worker (a restart) a query waits for Temporal's own timeout, ~30 s: the job
-        # row already answers the request, so progress gets a second at most.
-        found: AIProgress = await handle.query(
-            "progress", result_type=AIProgress, rpc_timeout=PROGRESS_QUERY_TIMEOUT
-        )
-    except Exception:  # best effort: the job row is the answer, progress only a hint
-        return None
-    return {
-        "stage": found.stage,
-        "detail": found.detail,
-        "round": found.round,
-        "model_calls": found.model_calls,
-    }
-
-
 @blueprint.get("/<project_id>/ai/jobs/<job_id>")
 @require_auth
 @document_response(JobOut)
 async def get_job(project_id: str, job_id: str) -> dict[str, Any]:
     _, job = await _job(project_id, job_id, "viewer")
-    async with services().pool.acquire() as conn:
-        usage = await store.usage_for_job(conn, job.id)
-    body: dict[str, Any] = {
-        "job_id": str(job.id),
-        "kind": job.kind,
-        "status": job.status,
-        "usage": usage.public(),
-        "created_at": job.created_at.isoformat(),
-        "updated_at": job.updated_at.isoformat(),
-        "applied_at": job.applied_at.isoformat() if job.applied_at else None,
-    }
-    if job.result is not None:
-        body["result"] = job.result
-    if job.error is not None:
-        body["error"] = job.error
-    progress = await _progress(job)
-    if progress is not None:
-        body["progress"] = progress
-    return body
+    return await job_body(job)
 
 
 @blueprint.post("/<project_id>/ai/jobs/<job_id>/apply")
@@ -374,7 +327,7 @@ async def apply_job(project_id: str, job_id: str) -> dict[str, Any]:
         raise APIError(
             409, "job_not_finished", f"the job is {job.status}", details={"status": job.status}
         )
-    changes = (job.result or {}).get("changes") or []
+    changes = proposed_changes(job)
     if not changes:
         raise APIError(409, "nothing_to_apply", "the job proposes no file changes")
     if job.applied_at is not None:
@@ -384,11 +337,11 @@ async def apply_job(project_id: str, job_id: str) -> dict[str, Any]:
     try:
         written = await found.files.write_many(
             project.id,
-            [(c["path"], c["content"].encode()) for c in changes],
+            [(c.path, c.content.encode()) for c in changes],
             author_id=caller.user_id,
             author_kind="ai",
             message=f"AI {job.kind} job {job.id}",
-            base_versions={c["path"]: int(c["base_version"]) for c in changes},
+            base_versions={c.path: c.base_version for c in changes},
             # Recorded with the versions, in their transaction.
             audit=audit.entry(
                 "ai.applied",

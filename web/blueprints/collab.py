@@ -1,8 +1,8 @@
 """The collaboration WebSocket: a thin pump between the socket and a `collab.session.Session`.
 
 Authentication, membership and the role are settled before the WebSocket is accepted, so a
-refused client sees a real HTTP status with our JSON error. The process-wide `Hub` is created
-on first use and checkpoints unsaved documents when serving stops.
+refused client sees a real HTTP status with our JSON error. The process-wide `Hub` is one of
+the services (web/app.py builds it when serving starts and closes it when serving stops).
 """
 
 from __future__ import annotations
@@ -11,75 +11,20 @@ import asyncio
 import contextlib
 from typing import Any
 
-from quart import Blueprint, current_app, websocket
+from quart import Blueprint, websocket
 
-from collab.broker import open_broker
-from collab.files import FileSystemFiles
-from collab.hub import Hub
 from collab.session import Session
-from files.model import ChangeEvent
 from store import users
-from store.collab import create_lean_pool
-from vaporform import metrics
 from web.access import project_for
 from web.auth import principal
 from web.errors import APIError, error_response, not_found
 from web.openapi import document_websocket
 from web.revocation import ACCESS_REVOKED_CLOSE_CODE, revocations
 from web.services import services
-from web.telemetry import app_tracing
 
 blueprint = Blueprint("collab", __name__, url_prefix="/api/v1/projects")
 
-HUB_KEY = "vaporform.collab"
 STUCK_WRITER_S = 2.0
-
-
-async def collab_hub() -> Hub:
-    found: Hub | None = current_app.extensions.get(HUB_KEY)
-    if found is None:
-        lock: asyncio.Lock = current_app.extensions.setdefault(HUB_KEY + ".lock", asyncio.Lock())
-        async with lock:
-            found = current_app.extensions.get(HUB_KEY)
-            if found is None:
-                found = await _build_hub()
-                current_app.extensions[HUB_KEY] = found
-    return found
-
-
-async def _build_hub() -> Hub:
-    found = services()
-    config = found.config
-    # Commits get a pool of their own, of connections that skip the reset on release.
-    pool = await create_lean_pool(config.database_url, max_size=max(2, config.db_pool_max // 2))
-    metrics.track_pool("collab", pool)
-    hub = Hub(
-        pool,
-        open_broker(config.redis_url, config.redis_prefix),
-        FileSystemFiles(found.files),
-        config.collab,
-        tracer=app_tracing().tracer,
-    )
-    # A write through the file system (REST, restore, archive import) becomes an op in the
-    # live document of that path, on whichever node has it open.
-    previous = found.files.notifier
-
-    async def notify(event: ChangeEvent) -> None:
-        if previous is not None:
-            await previous(event)
-        await hub.files_changed(event)
-
-    found.files.notifier = notify
-    return hub
-
-
-@blueprint.after_app_serving
-async def _close_hub() -> None:
-    found: Hub | None = current_app.extensions.pop(HUB_KEY, None)
-    if found is not None:
-        await found.close()
-        metrics.untrack_pool(found.pool)
-        await found.pool.close()
 
 
 @blueprint.websocket("/<project_id>/collab")
@@ -100,7 +45,7 @@ async def collab(project_id: str) -> Any:
         response.headers.update(exc.headers)
         return response
     await websocket.accept()
-    hub = await collab_hub()
+    hub = services().collab
     room = await hub.enter(project.id)
     session = Session(
         room,

@@ -1,195 +1,53 @@
 """A project's container: start, status, stop, restart, touch and exec; the runtime images.
 
-The API holds no Docker client for any of these: it talks to the project's
-`ContainerWorkflow` (update-with-start, updates, a query) and runs short workflows whose one
-activity runs on the Docker host. Only the terminal (web/terminal.py) streams from Docker.
+The API holds no Docker client for any of these: it reaches the project's `ContainerWorkflow`
+through the container client (vaporform/container_client.py, the app's one at
+`services().containers`) and runs short workflows whose one activity runs on the Docker host.
+Only the terminal (web/terminal.py) streams, from the agent of the Docker host.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 from quart_schema import document_response, validate_request
-from temporalio.client import (
-    WithStartWorkflowOperation,
-    WorkflowFailureError,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-)
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, FailureError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from store import quotas
-from vaporform.config import ContainerSettings, Quota
-from vaporform.temporal_setup import configured_pools
 from web import audit
 from web.access import caller_project
 from web.auth import require_auth
+from web.blueprints.container_schema import (
+    ContainerIn,
+    ContainerOut,
+    ExecIn,
+    ExecOut,
+    ImageList,
+    public,
+    requested_spec,
+)
+from web.containers_edge import as_api_errors, containers, current_status, touch, unavailable
 from web.errors import APIError
 from web.openapi import document_errors, document_no_content
 from web.services import services
 from workflows.containers.contract import (
-    ContainerSpec,
-    ContainerStatus,
-    ContainerWorkflowInput,
-    EnsureRunningInput,
     ExecInput,
     ExecWorkflowInput,
     ListImagesWorkflowInput,
-    Resources,
-    StopInput,
-    TouchInput,
-    pool_spec,
 )
-from workflows.containers.entity import ContainerWorkflow
-from workflows.containers.names import (
-    CONTAINER_GONE,
-    Status,
-    container_workflow_id,
-    normalise_image,
-    pool_workflow_id,
-)
+from workflows.containers.names import CONTAINER_GONE, Status
 from workflows.containers.ops import ExecWorkflow, ListImagesWorkflow
 from workflows.shared import search_attributes
 
 blueprint = Blueprint("containers", __name__, url_prefix="/api/v1/projects")
 images_blueprint = Blueprint("images", __name__, url_prefix="/api/v1/images")
 
-T = TypeVar("T")
-
 UNAVAILABLE = (503, "`workflow_unavailable`: retry later")
 EDITOR = (403, "`forbidden`: needs the editor role")
-
-IMAGE_NAME = re.compile(r"^vaporform/runtime-[a-z0-9][a-z0-9._-]{0,63}(:[A-Za-z0-9._-]{1,64})?$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class ResourcesIn(Strict):
-    cpus: float = Field(default=1.0, gt=0, le=64)
-    memory_mb: int = Field(default=512, ge=16, le=1024 * 1024)
-    pids: int = Field(default=256, ge=16, le=1_000_000)
-
-
-class ContainerIn(Strict):
-    image: str | None = Field(default=None, max_length=200)
-    resources: ResourcesIn = Field(default_factory=ResourcesIn)
-    ports: list[int] = Field(default_factory=list, max_length=64)
-    network: str = Field(default="none", pattern=r"^(none|bridge)$")
-
-
-class ContainerOut(BaseModel):
-    status: str
-    workflow_id: str
-    container_id: str | None
-    image: str | None
-    ports: dict[str, int]
-    resources: dict[str, Any] | None
-    network: str | None
-    started_at: str | None
-    idle_deadline: str | None
-    error: str | None
-
-
-class ExecIn(Strict):
-    command: list[str] = Field(min_length=1, max_length=256)
-    timeout_s: float = Field(default=30.0, gt=0)
-
-
-class ExecOut(BaseModel):
-    exit_code: int
-    stdout: str
-    stderr: str
-    duration_ms: int
-    truncated: bool
-    timed_out: bool
-
-
-class ImageOut(BaseModel):
-    name: str
-    description: str
-    size: int
-
-
-class ImageList(BaseModel):
-    items: list[ImageOut]
-
-
-def _public(status: ContainerStatus) -> dict[str, Any]:
-    resources = status.resources
-    return {
-        "status": status.status,
-        "workflow_id": status.workflow_id,
-        "container_id": status.container_id,
-        "image": status.image,
-        "ports": status.ports,
-        "resources": None
-        if resources is None
-        else {"cpus": resources.cpus, "memory_mb": resources.memory_mb, "pids": resources.pids},
-        "network": status.network,
-        "started_at": status.started_at,
-        "idle_deadline": status.idle_deadline,
-        "error": status.error,
-    }
-
-
-def unavailable(exc: Exception) -> APIError:
-    return APIError(503, "workflow_unavailable", "the workflow service is unavailable, retry later")
-
-
-def _check_quota(data: ContainerIn, quota: Quota) -> None:
-    asked = {
-        "cpus": (data.resources.cpus, quota.cpus),
-        "memory_mb": (data.resources.memory_mb, quota.memory_mb),
-        "pids": (data.resources.pids, quota.pids),
-        "ports": (len(data.ports), quota.ports),
-    }
-    for limit, (requested, maximum) in asked.items():
-        if requested > maximum:
-            raise APIError(
-                400,
-                "quota_exceeded",
-                f"{limit} {requested} is over your limit of {maximum}",
-                details={"limit": limit, "requested": requested, "maximum": maximum},
-            )
-
-
-def _spec(data: ContainerIn, project_config: dict[str, Any], role: str) -> ContainerSpec:
-    settings = services().config.containers
-    runtime = project_config.get("runtime")
-    configured = runtime.get("image") if isinstance(runtime, dict) else None
-    image = data.image or (configured if isinstance(configured, str) else None)
-    image = normalise_image(image or settings.default_image)
-    if not IMAGE_NAME.match(image):
-        raise APIError(
-            400,
-            "invalid_image",
-            "image must be one of the runtime images (GET /api/v1/images)",
-            details={"image": image},
-        )
-    if any(not 1 <= p <= 65535 for p in data.ports) or len(set(data.ports)) != len(data.ports):
-        raise APIError(400, "invalid_ports", "ports must be distinct integers in 1..65535")
-    if data.ports and data.network != "bridge":
-        raise APIError(400, "ports_need_network", 'publishing ports needs "network": "bridge"')
-    _check_quota(data, settings.quotas.get(role, settings.quotas["user"]))
-    return ContainerSpec(
-        image=image,
-        resources=Resources(
-            cpus=data.resources.cpus,
-            memory_mb=data.resources.memory_mb,
-            pids=data.resources.pids,
-        ),
-        ports=sorted(data.ports),
-        network=data.network,
-    )
 
 
 async def _check_running_quota(project_id: uuid.UUID, user_id: uuid.UUID) -> None:
@@ -197,21 +55,14 @@ async def _check_running_quota(project_id: uuid.UUID, user_id: uuid.UUID) -> Non
     containers: the project workflows they started that still run. Starting one that runs
     already adds none. Counted in Temporal's visibility store, which can trail by a moment,
     so two starts at the same instant may both pass."""
-    found = services()
-    async with found.pool.acquire() as conn:
+    async with services().pool.acquire() as conn:
         limit = (await quotas.get(conn, user_id)).containers_running
     if limit is None:
         return
     if (await current_status(project_id)).status in (Status.PROVISIONING, Status.RUNNING):
         return
-    query = (
-        f"WorkflowType = 'ContainerWorkflow' AND ExecutionStatus = 'Running' "
-        f"AND UserId = '{user_id}'"
-    )
-    try:
-        running = (await found.temporal.count_workflows(query)).count
-    except RPCError as exc:
-        raise unavailable(exc) from exc
+    with as_api_errors():
+        running = await containers().running_count(user_id)
     if running >= limit:
         raise APIError(
             400,
@@ -219,46 +70,6 @@ async def _check_running_quota(project_id: uuid.UUID, user_id: uuid.UUID) -> Non
             f"you run {running} container(s); your limit is {limit}",
             details={"limit": "containers_running", "requested": running + 1, "maximum": limit},
         )
-
-
-def pool_for(spec: ContainerSpec, settings: ContainerSettings) -> str | None:
-    """The warm pool that can serve `spec` on this API's Docker host, if one is configured."""
-    pools = configured_pools(settings.default_image, settings.pool_size, settings.pool_images)
-    if pools.get(spec.image, 0) > 0 and spec == pool_spec(spec.image):
-        return pool_workflow_id(settings.docker_queue, spec.image)
-    return None
-
-
-async def _on_workflow(
-    project_id: uuid.UUID,
-    call: Callable[[WorkflowHandle[ContainerWorkflow, ContainerStatus]], Awaitable[T]],
-) -> T | None:
-    """`call` on the project's container workflow; None when it has none (never ran, or ended)."""
-    workflow_id = container_workflow_id(str(project_id))
-    handle = services().temporal.get_workflow_handle_for(ContainerWorkflow.run, workflow_id)
-    try:
-        return await call(handle)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise unavailable(exc) from exc
-        return None
-
-
-async def current_status(project_id: uuid.UUID) -> ContainerStatus:
-    """What the project's workflow says; `stopped` when there has never been one."""
-    found = await _on_workflow(project_id, lambda handle: handle.query(ContainerWorkflow.status))
-    if found is None:
-        return ContainerStatus(
-            str(project_id), container_workflow_id(str(project_id)), Status.STOPPED
-        )
-    return found
-
-
-def agent_url(status: ContainerStatus) -> str:
-    """The agent that serves the container's terminals and previews: the one its workflow
-    recorded, or (workflows started before agents were recorded) the one configured for its
-    Docker queue."""
-    return status.agent_url or services().config.agent.url_for(status.docker_queue)
 
 
 @blueprint.post("/<project_id>/container")
@@ -278,50 +89,19 @@ async def start_container(project_id: str, data: ContainerIn) -> tuple[dict[str,
     """Ensure the project's container runs; answers once it runs (or failed, with the reason)."""
     project, caller = await caller_project(project_id, need="editor")
     role = caller.claims.role if caller.claims else "user"
-    spec = _spec(data, project.config, role)
+    spec = requested_spec(data, project.config, role, services().config.containers)
     await _check_running_quota(project.id, caller.user_id)
-    found = services()
-    pid, uid = str(project.id), str(caller.user_id)
-    settings = found.config.containers
-    workflow_id = container_workflow_id(pid)
-    for attempt in range(2):
-        operation = WithStartWorkflowOperation(
-            ContainerWorkflow.run,
-            ContainerWorkflowInput(
-                project_id=pid,
-                user_id=uid,
-                docker_queue=settings.docker_queue,
-                agent_url=found.config.agent.url_for(settings.docker_queue),
-                idle_timeout_s=settings.idle_timeout_s,
-                health_timeout_s=float(settings.health_timeout_s),
-            ),
-            id=workflow_id,
-            task_queue=found.config.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=search_attributes(pid, uid),
-        )
-        try:
-            status = await found.temporal.execute_update_with_start_workflow(
-                ContainerWorkflow.ensure_running,
-                EnsureRunningInput(spec=spec, requested_by=uid, pool_id=pool_for(spec, settings)),
-                start_workflow_operation=operation,
-            )
-            await audit.record_after(
-                "container.started",
-                actor_id=caller.user_id,
-                project_id=project.id,
-                target=workflow_id,
-                outcome="failure" if status.status == Status.FAILED else "success",
-                details={"image": spec.image, "status": status.status, "error": status.error},
-            )
-            return _public(status), 202
-        except RPCError as exc:
-            # The workflow may complete (its container stopped) just as the update arrives:
-            # the second attempt starts a fresh one.
-            if attempt == 0 and exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.ABORTED):
-                continue
-            raise unavailable(exc) from exc
-    raise AssertionError("unreachable")
+    with as_api_errors():
+        status = await containers().ensure(str(project.id), str(caller.user_id), spec)
+    await audit.record_after(
+        "container.started",
+        actor_id=caller.user_id,
+        project_id=project.id,
+        target=status.workflow_id,
+        outcome="failure" if status.status == Status.FAILED else "success",
+        details={"image": spec.image, "status": status.status, "error": status.error},
+    )
+    return public(status), 202
 
 
 @blueprint.get("/<project_id>/container")
@@ -330,7 +110,7 @@ async def start_container(project_id: str, data: ContainerIn) -> tuple[dict[str,
 @document_errors(UNAVAILABLE)
 async def get_container(project_id: str) -> dict[str, Any]:
     project, _ = await caller_project(project_id)
-    return _public(await current_status(project.id))
+    return public(await current_status(project.id))
 
 
 @blueprint.post("/<project_id>/container/stop")
@@ -339,12 +119,8 @@ async def get_container(project_id: str) -> dict[str, Any]:
 @document_errors(EDITOR, UNAVAILABLE)
 async def stop_container(project_id: str) -> tuple[dict[str, Any], int]:
     project, caller = await caller_project(project_id, need="editor")
-    stop = StopInput(requested_by=str(caller.user_id))
-    status = await _on_workflow(
-        project.id, lambda handle: handle.execute_update(ContainerWorkflow.stop, stop)
-    )
-    if status is None:  # no running workflow: nothing to stop
-        status = await current_status(project.id)
+    with as_api_errors():
+        status = await containers().stop(str(project.id), str(caller.user_id))
     await audit.record_after(
         "container.stopped",
         actor_id=caller.user_id,
@@ -352,7 +128,7 @@ async def stop_container(project_id: str) -> tuple[dict[str, Any], int]:
         target=status.workflow_id,
         details={"status": status.status},
     )
-    return _public(status), 202
+    return public(status), 202
 
 
 @blueprint.post("/<project_id>/container/restart")
@@ -361,13 +137,8 @@ async def stop_container(project_id: str) -> tuple[dict[str, Any], int]:
 @document_errors(EDITOR, (409, "`container_not_running`"), UNAVAILABLE)
 async def restart_container(project_id: str) -> tuple[dict[str, Any], int]:
     project, caller = await caller_project(project_id, need="editor")
-    restart = StopInput(requested_by=str(caller.user_id))
-    try:
-        status = await _on_workflow(
-            project.id, lambda handle: handle.execute_update(ContainerWorkflow.restart, restart)
-        )
-    except WorkflowUpdateFailedError:  # never started: nothing to restart
-        status = None
+    with as_api_errors():
+        status = await containers().restart(str(project.id), str(caller.user_id))
     if status is None:
         raise APIError(409, "container_not_running", "start the container first")
     await audit.record_after(
@@ -377,7 +148,7 @@ async def restart_container(project_id: str) -> tuple[dict[str, Any], int]:
         target=status.workflow_id,
         details={"status": status.status},
     )
-    return _public(status), 202
+    return public(status), 202
 
 
 @blueprint.post("/<project_id>/container/touch")
@@ -389,11 +160,6 @@ async def touch_container(project_id: str) -> tuple[str, int]:
     project, caller = await caller_project(project_id, need="editor")
     await touch(project.id, str(caller.user_id))
     return "", 204
-
-
-async def touch(project_id: uuid.UUID, user_id: str) -> None:
-    touched = TouchInput(requested_by=user_id)
-    await _on_workflow(project_id, lambda handle: handle.signal(ContainerWorkflow.touch, touched))
 
 
 @blueprint.post("/<project_id>/container/exec")

@@ -1,4 +1,6 @@
-"""Files: tree, read, write, delete, move, history, diff, restore, search and archives."""
+"""Files: tree, read, write, delete, move, history, diff, restore, search and archives.
+
+Request and response models: web/blueprints/files_schemas.py."""
 
 from __future__ import annotations
 
@@ -8,9 +10,8 @@ import binascii
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_response, validate_request
 
@@ -22,6 +23,24 @@ from files.service import FileSystem
 from web import audit
 from web.access import caller_project
 from web.auth import require_auth
+from web.blueprints.files_schemas import (
+    DiffOut,
+    DiffQuery,
+    FileList,
+    FileOut,
+    FileWrite,
+    HistoryOut,
+    ImportOut,
+    ListQuery,
+    MoveIn,
+    MoveOut,
+    PathQuery,
+    ReadQuery,
+    RestoreIn,
+    SearchOut,
+    SearchQuery,
+    WriteOut,
+)
 from web.errors import APIError, not_found
 from web.limits import body_limit
 from web.openapi import (
@@ -34,123 +53,6 @@ from web.services import services
 
 blueprint = Blueprint("files", __name__, url_prefix="/api/v1/projects/<project_id>")
 PREVIEW_CHARS = 300
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class FileWrite(Strict):
-    content: str
-    encoding: str = Field(default="utf-8", pattern=r"^(utf-8|base64)$")
-    base_version: int | None = Field(default=None, ge=0)
-    message: str = Field(default="", max_length=1000)
-
-
-class MoveIn(Strict):
-    source: str = Field(alias="from", min_length=1, max_length=8192)
-    target: str = Field(alias="to", min_length=1, max_length=8192)
-
-
-class RestoreIn(Strict):
-    path: str = Field(min_length=1, max_length=8192)
-    version: int = Field(ge=1)
-
-
-class ListQuery(BaseModel):
-    prefix: str = ""
-
-
-class ReadQuery(BaseModel):
-    version: int | None = None
-
-
-class PathQuery(BaseModel):
-    path: str
-
-
-class DiffQuery(BaseModel):
-    path: str
-    from_: int = Field(alias="from")
-    to: int
-
-
-class SearchQuery(BaseModel):
-    q: str
-    regex: bool = False
-    glob: str | None = None
-
-
-class WriteOut(BaseModel):
-    path: str
-    version: int
-
-
-class FileListing(BaseModel):
-    path: str
-    size: int
-    language: str | None
-    version: int
-    updated_at: str
-
-
-class FileList(BaseModel):
-    items: list[FileListing]
-
-
-class FileOut(BaseModel):
-    path: str
-    content: str = Field(description="the text, or base64 when `encoding` is base64")
-    encoding: Literal["utf-8", "base64"]
-    version: int
-    language: str | None
-    size: int
-    sha256: str
-    updated_at: str
-
-
-class Moved(BaseModel):
-    source: str = Field(alias="from")
-    target: str = Field(alias="to")
-
-
-class MoveOut(BaseModel):
-    moved: list[Moved]
-
-
-class VersionOut(BaseModel):
-    version: int
-    path: str
-    author_id: str | None
-    author: str = Field(description="who wrote it: `user`, `ai` or `container`")
-    message: str
-    size: int
-    sha256: str
-    created_at: str
-
-
-class HistoryOut(BaseModel):
-    items: list[VersionOut] = Field(description="newest first")
-
-
-class DiffOut(BaseModel):
-    diff: str = Field(description="a unified diff")
-
-
-class SearchHit(BaseModel):
-    path: str
-    line: int
-    column: int = Field(description="1-based, in UTF-16 code units")
-    preview: str
-
-
-class SearchOut(BaseModel):
-    items: list[SearchHit]
-
-
-class ImportOut(BaseModel):
-    files: list[WriteOut]
-
 
 EDITOR = (403, "`forbidden`: needs the editor role")
 BAD_PATH = (400, "`invalid_path` (`details.reason`)")

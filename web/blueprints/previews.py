@@ -25,7 +25,7 @@ from vaporform.config import Config
 from web import audit
 from web.access import caller_project
 from web.auth import require_auth
-from web.blueprints.containers import current_status
+from web.containers_edge import current_status
 from web.errors import APIError
 from web.openapi import document_errors
 from web.services import services

@@ -14,6 +14,7 @@ from quart import Blueprint, g, request
 from quart_schema import document_querystring, document_response, validate_request
 
 from store import outbox, projects, users
+from vaporform import tracing
 from web import audit
 from web.access import parse_uuid, project_for
 from web.auth import principal, require_auth
@@ -137,6 +138,7 @@ async def create_project(data: ProjectIn) -> tuple[dict[str, Any], int]:
                     created_at=project.created_at.isoformat(),
                 )
             ),
+            trace_context=tracing.inject(),
         )
     return project.public(), 201
 
@@ -251,6 +253,7 @@ async def delete_project(project_id: str) -> tuple[dict[str, Any], int]:
                     request_id=g.get("request_id"),
                 )
             ),
+            trace_context=tracing.inject(),
         )
         await audit.record(
             conn,
@@ -261,7 +264,7 @@ async def delete_project(project_id: str) -> tuple[dict[str, Any], int]:
             details={"name": project.name},
         )
     # After the commit: every open socket of the project closes, on every node.
-    await revocations().changed(project_id=project.id)
+    await revocations().project_deleted(project.id)
     workflow_id = project_deletion_workflow_id(str(project.id))
     return {"id": str(project.id), "status": "deleting", "workflow_id": workflow_id}, 202
 

@@ -6,7 +6,9 @@ from typing import Any
 
 from workflows.ai.contract import (
     AIProgress,
+    FileRef,
     JobRef,
+    Proposal,
     ProposedFile,
     ProposeInput,
     ProposeOutput,
@@ -19,7 +21,7 @@ OUTPUT_TAIL = 12_000  # characters of command output shown to the model
 
 async def propose(
     progress: AIProgress, job: JobRef, files: list[SourceFile], answer: dict[str, Any]
-) -> dict[str, Any]:
+) -> Proposal:
     progress.stage = "preparing changes"
     proposed = await call(
         "ai_propose",
@@ -29,13 +31,10 @@ async def propose(
         ),
         ProposeOutput,
     )
-    return {
-        "explanation": answer.get("explanation", ""),
-        "changes": [
-            {"path": c.path, "base_version": c.base_version, "content": c.content, "diff": c.diff}
-            for c in proposed.changes
-        ],
-        "refused": proposed.refused,
-        "files": [{"path": f.path, "version": f.version} for f in files],
-        "model_calls": progress.model_calls,
-    }
+    return Proposal(
+        explanation=answer.get("explanation", ""),
+        changes=proposed.changes,
+        refused=proposed.refused,
+        files=[FileRef(f.path, f.version) for f in files],
+        model_calls=progress.model_calls,
+    )

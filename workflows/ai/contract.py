@@ -1,11 +1,13 @@
 """Dataclasses and names of the AI job workflows and their activities.
 
 One dataclass in, one dataclass out. Activities are called by name from the workflows, so no
-provider, database or Docker code is imported into the workflow sandbox.
+provider, database or Docker code is imported into the workflow sandbox. The job results are
+stored (and served) as the JSON of `result_json`, which has the keys of their fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,7 +202,9 @@ class Change:
     path: str
     base_version: int  # 0: a new file
     content: str
-    diff: str
+    # Shown to people; applying needs only the three fields above, so a result written without
+    # it (by a client of the database, or an older worker) still applies.
+    diff: str = ""
 
 
 @dataclass(frozen=True)
@@ -275,3 +279,118 @@ class ComposeInput:
 @dataclass(frozen=True)
 class ComposeOutput:
     code: str
+
+
+# --- job results --------------------------------------------------------------------------
+
+# On a field whose None means "not there": `result_json` leaves the key out.
+OMIT_NONE = {"omit_none": True}
+
+
+@dataclass(frozen=True)
+class FileRef:
+    path: str
+    version: int
+
+
+@dataclass(frozen=True)
+class DroppedFinding:
+    finding: dict[str, Any]  # as reported, without a file version (`finding_public`)
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    findings: list[FindingData]
+    dropped: list[DroppedFinding]
+    ruff_findings: int
+    files: list[FileRef]
+    skipped: list[str]
+    cached: bool
+    model_calls: int
+
+
+@dataclass(frozen=True)
+class TestVerdict:
+    name: str
+    verdict: str  # kept | failed | flaky | no new coverage
+    passed_runs: int
+    runs: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TestGenResult:
+    path: str
+    generated: int
+    built: int
+    not_built: dict[str, str]
+    passed: int
+    kept: int
+    tests: list[TestVerdict]
+    coverage_before: float
+    coverage_after: float
+    coverage_measured_by: str
+    changes: list[Change]
+    model_calls: int
+    # Whether the composed file passed its check run; only when tests were kept.
+    final_run_ok: bool | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the jobs that propose file changes have in common."""
+
+    explanation: str
+    changes: list[Change]
+    refused: dict[str, str]
+    files: list[FileRef]
+    model_calls: int
+
+
+@dataclass(frozen=True)
+class GenerateResult(Proposal):
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    argv: list[str]
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class DebugResult(Proposal):
+    command: CommandRun | None = None
+    cached: bool = False
+
+
+JobResult = ReviewResult | TestGenResult | DebugResult | GenerateResult
+
+RESULT_TYPES: dict[str, type[JobResult]] = {
+    Kind.REVIEW: ReviewResult,
+    Kind.TESTS: TestGenResult,
+    Kind.DEBUG: DebugResult,
+    Kind.GENERATE: GenerateResult,
+}
+
+
+def result_json(result: JobResult) -> dict[str, Any]:
+    """The JSON object of a job result: the object Temporal's converter makes of it, less the
+    keys `OMIT_NONE` leaves out."""
+    found: dict[str, Any] = _json(result)
+    return found
+
+
+def _json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _json(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get("omit_none") and getattr(value, f.name) is None)
+        }
+    if isinstance(value, list | tuple):
+        return [_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json(item) for key, item in value.items()}
+    return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -11,7 +10,9 @@ from temporalio.exceptions import ApplicationError
 
 from workflows.ai.changes import OUTPUT_TAIL, propose
 from workflows.ai.contract import (
+    CommandRun,
     DebugInput,
+    DebugResult,
     GatherInput,
     GatherOutput,
 )
@@ -22,10 +23,10 @@ from workflows.containers.contract import ExecInput, ExecOutput
 @workflow.defn(name="AIDebug")
 class DebugWorkflow(AIJobWorkflow):
     @workflow.run
-    async def run(self, data: DebugInput) -> dict[str, Any]:
+    async def run(self, data: DebugInput) -> DebugResult:
         return await run_job(data.job, self._progress, lambda: self._debug(data))
 
-    async def _debug(self, data: DebugInput) -> dict[str, Any]:
+    async def _debug(self, data: DebugInput) -> DebugResult:
         progress = self._progress
         output = data.error or ""
         exit_code: int | None = None
@@ -66,7 +67,9 @@ class DebugWorkflow(AIJobWorkflow):
             gathered.files,
             {"command": data.command, "exit_code": exit_code, "error": output},
         )
-        result = await propose(progress, data.job, gathered.files, answer.answer)
-        result["command"] = {"argv": data.command, "exit_code": exit_code} if data.command else None
-        result["cached"] = answer.cached
-        return result
+        proposal = await propose(progress, data.job, gathered.files, answer.answer)
+        return DebugResult(
+            **vars(proposal),
+            command=CommandRun(data.command, exit_code) if data.command else None,
+            cached=answer.cached,
+        )

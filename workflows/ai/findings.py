@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.ai.contract import FindingData, SourceFile
+from workflows.ai.contract import DroppedFinding, FindingData, SourceFile
 
 
 def check_findings(
     findings: list[FindingData], files: list[SourceFile]
-) -> tuple[list[FindingData], list[dict[str, Any]]]:
+) -> tuple[list[FindingData], list[DroppedFinding]]:
     """Findings whose lines exist in the file they name, and the others with the reason.
 
     Pure, so the workflow can run it: a model that invents a line is caught before anyone
@@ -18,7 +18,7 @@ def check_findings(
     lines = {f.path: max(1, len(f.content.splitlines())) for f in files}
     versions = {f.path: f.version for f in files}
     kept: list[FindingData] = []
-    dropped: list[dict[str, Any]] = []
+    dropped: list[DroppedFinding] = []
     for item in findings:
         count = lines.get(item.path)
         reason = None
@@ -43,7 +43,7 @@ def check_findings(
                 )
             )
         else:
-            dropped.append({"finding": finding_public(item), "reason": reason})
+            dropped.append(DroppedFinding(finding_public(item), reason))
     return kept, dropped
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from temporalio import workflow
 
 from workflows.ai.changes import propose
@@ -11,6 +9,7 @@ from workflows.ai.contract import (
     GatherInput,
     GatherOutput,
     GenerateInput,
+    GenerateResult,
     SourceFile,
 )
 from workflows.ai.steps import AIJobWorkflow, ask, call, run_job
@@ -19,10 +18,10 @@ from workflows.ai.steps import AIJobWorkflow, ask, call, run_job
 @workflow.defn(name="AICodeGeneration")
 class CodeGenerationWorkflow(AIJobWorkflow):
     @workflow.run
-    async def run(self, data: GenerateInput) -> dict[str, Any]:
+    async def run(self, data: GenerateInput) -> GenerateResult:
         return await run_job(data.job, self._progress, lambda: self._generate(data))
 
-    async def _generate(self, data: GenerateInput) -> dict[str, Any]:
+    async def _generate(self, data: GenerateInput) -> GenerateResult:
         progress = self._progress
         files: list[SourceFile] = []
         if data.paths:
@@ -36,6 +35,5 @@ class CodeGenerationWorkflow(AIJobWorkflow):
         answer = await ask(
             progress, data.job, "generate", "generate", files, {"prompt": data.prompt}
         )
-        result = await propose(progress, data.job, files, answer.answer)
-        result["cached"] = answer.cached
-        return result
+        proposal = await propose(progress, data.job, files, answer.answer)
+        return GenerateResult(**vars(proposal), cached=answer.cached)

@@ -4,17 +4,18 @@ findings, keep only findings whose lines exist, persist them."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 
 from workflows.ai.contract import (
+    FileRef,
     FindingData,
     GatherInput,
     GatherOutput,
     LintInput,
     LintOutput,
     ReviewInput,
+    ReviewResult,
     SaveFindingsInput,
 )
 from workflows.ai.findings import check_findings, finding_public
@@ -24,10 +25,10 @@ from workflows.ai.steps import AIJobWorkflow, ask, call, run_job
 @workflow.defn(name="AICodeReview")
 class CodeReviewWorkflow(AIJobWorkflow):
     @workflow.run
-    async def run(self, data: ReviewInput) -> dict[str, Any]:
+    async def run(self, data: ReviewInput) -> ReviewResult:
         return await run_job(data.job, self._progress, lambda: self._review(data))
 
-    async def _review(self, data: ReviewInput) -> dict[str, Any]:
+    async def _review(self, data: ReviewInput) -> ReviewResult:
         progress = self._progress
         progress.stage = "gathering files"
         gathered = await call(
@@ -51,12 +52,12 @@ class CodeReviewWorkflow(AIJobWorkflow):
         kept, dropped = check_findings(proposed, gathered.files)
         progress.stage = "saving findings"
         await call("ai_save_findings", SaveFindingsInput(data.job, kept), int)
-        return {
-            "findings": [{**finding_public(f), "file_version": f.file_version} for f in kept],
-            "dropped": dropped,
-            "ruff_findings": len(lint.findings),
-            "files": [{"path": f.path, "version": f.version} for f in gathered.files],
-            "skipped": gathered.skipped,
-            "cached": answer.cached,
-            "model_calls": progress.model_calls,
-        }
+        return ReviewResult(
+            findings=kept,
+            dropped=dropped,
+            ruff_findings=len(lint.findings),
+            files=[FileRef(f.path, f.version) for f in gathered.files],
+            skipped=gathered.skipped,
+            cached=answer.cached,
+            model_calls=progress.model_calls,
+        )

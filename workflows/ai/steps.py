@@ -22,14 +22,17 @@ from workflows.ai.contract import (
     EnsureContainerInput,
     EnsureContainerOutput,
     JobRef,
+    JobResult,
     JobStatus,
     SourceFile,
     StatusInput,
+    result_json,
 )
 from workflows.ai.errors import CONTAINER_UNAVAILABLE, ERROR_CODES, PROVIDER_RETRY
 from workflows.shared import DB_RETRY
 
 T = TypeVar("T")
+R = TypeVar("R", bound=JobResult)
 
 
 async def call(
@@ -130,10 +133,9 @@ def describe(err: BaseException) -> dict[str, Any]:
     return {"code": "ai_job_failed", "message": str(err) or type(err).__name__}
 
 
-async def run_job(
-    job: JobRef, progress: AIProgress, body: Callable[[], Awaitable[dict[str, Any]]]
-) -> dict[str, Any]:
-    """Mark the job running, run `body`, record its result, or its error and fail."""
+async def run_job(job: JobRef, progress: AIProgress, body: Callable[[], Awaitable[R]]) -> R:
+    """Mark the job running, run `body`, record its result (as the JSON the API serves), or
+    its error and fail."""
     await call("ai_set_status", StatusInput(job, JobStatus.RUNNING), bool)
     progress.stage = "running"
     try:
@@ -143,6 +145,10 @@ async def run_job(
         progress.stage, progress.detail = "failed", error["message"]
         await call("ai_set_status", StatusInput(job, JobStatus.FAILED, error=error), bool)
         raise ApplicationError(error["message"], type=error["code"], non_retryable=True) from err
-    await call("ai_set_status", StatusInput(job, JobStatus.SUCCEEDED, result=result), bool)
+    await call(
+        "ai_set_status",
+        StatusInput(job, JobStatus.SUCCEEDED, result=result_json(result)),
+        bool,
+    )
     progress.stage, progress.detail = "succeeded", ""
     return result

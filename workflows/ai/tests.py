@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +30,9 @@ from workflows.ai.contract import (
     PrepareRunInput,
     RunReport,
     TestGenInput,
+    TestGenResult,
     TestOutcome,
+    TestVerdict,
 )
 from workflows.ai.errors import CONTAINER_UNAVAILABLE
 from workflows.ai.steps import AIJobWorkflow, ask, call, run_job, running_container
@@ -53,7 +56,7 @@ def percent(lines: set[int], executable: set[int]) -> float:
 @workflow.defn(name="AITestGeneration")
 class TestGenerationWorkflow(AIJobWorkflow):
     @workflow.run
-    async def run(self, data: TestGenInput) -> dict[str, Any]:
+    async def run(self, data: TestGenInput) -> TestGenResult:
         return await run_job(data.job, self._progress, lambda: self._generate(data))
 
     async def _run(
@@ -76,7 +79,7 @@ class TestGenerationWorkflow(AIJobWorkflow):
             RunReport,
         )
 
-    async def _generate(self, data: TestGenInput) -> dict[str, Any]:
+    async def _generate(self, data: TestGenInput) -> TestGenResult:
         progress, job = self._progress, data.job
         progress.stage = "gathering files"
         gathered = await call(
@@ -189,11 +192,11 @@ class TestGenerationWorkflow(AIJobWorkflow):
         executable: set[int],
         covered_before: set[int],
         import_lines: set[int],
-    ) -> dict[str, Any]:
+    ) -> TestGenResult:
         progress = self._progress
         covered = set(covered_before) | import_lines
         keep: list[list[str]] = []
-        verdicts: list[dict[str, Any]] = []
+        verdicts: list[TestVerdict] = []
         for name in sorted(outcomes):
             outcome = outcomes[name]
             file = outcome.file.rpartition("/")[2]
@@ -208,29 +211,23 @@ class TestGenerationWorkflow(AIJobWorkflow):
                 covered |= set(outcome.lines)
                 keep.append([file, name])
             verdicts.append(
-                {
-                    "name": name,
-                    "verdict": verdict,
-                    "passed_runs": outcome.passed_runs,
-                    "runs": outcome.runs,
-                    "error": outcome.error,
-                }
+                TestVerdict(name, verdict, outcome.passed_runs, outcome.runs, outcome.error)
             )
         passed = sum(1 for o in outcomes.values() if o.passed_runs == o.runs)
-        result: dict[str, Any] = {
-            "path": data.path,
-            "generated": len(generated),
-            "built": len(generated),  # a test that ran was built; files that did not load:
-            "not_built": not_built,
-            "passed": passed,
-            "kept": len(keep),
-            "tests": verdicts,
-            "coverage_before": percent(covered_before, executable),
-            "coverage_after": percent(covered_before, executable),
-            "coverage_measured_by": "sys.settrace line coverage in the project's container",
-            "changes": [],
-            "model_calls": progress.model_calls,
-        }
+        result = TestGenResult(
+            path=data.path,
+            generated=len(generated),
+            built=len(generated),  # a test that ran was built; files that did not load:
+            not_built=not_built,
+            passed=passed,
+            kept=len(keep),
+            tests=verdicts,
+            coverage_before=percent(covered_before, executable),
+            coverage_after=percent(covered_before, executable),
+            coverage_measured_by="sys.settrace line coverage in the project's container",
+            changes=[],
+            model_calls=progress.model_calls,
+        )
         if not keep:
             return result
         progress.stage, progress.detail = "checking the kept tests", ""
@@ -255,13 +252,15 @@ class TestGenerationWorkflow(AIJobWorkflow):
                     after |= set(outcome.lines)
         else:
             after = covered  # the check run failed to report; fall back to what we measured
-        result["coverage_after"] = percent(after, executable)
-        result["final_run_ok"] = final.ok and all(o.passed_runs == o.runs for o in final.tests)
         proposal = await propose(
             progress,
             data.job,
             gathered.files,
             {"changes": [{"path": test_path_for(data.path), "content": composed.code}]},
         )
-        result["changes"] = proposal["changes"]
-        return result
+        return replace(
+            result,
+            coverage_after=percent(after, executable),
+            final_run_ok=final.ok and all(o.passed_runs == o.runs for o in final.tests),
+            changes=proposal.changes,
+        )

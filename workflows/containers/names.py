@@ -1,5 +1,5 @@
-"""Names, labels, ids, error types and retry policy of the container workflows and the
-Docker activities: what both sides must agree on to find a container again.
+"""Names, labels, ids, error types, retry policies and the start metric of the container
+workflows and the Docker activities: what both sides must agree on to find a container again.
 """
 
 from __future__ import annotations
@@ -29,6 +29,18 @@ DOCKER_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=5),
     maximum_attempts=5,
 )
+# Undoing must outlast a short engine hiccup: keep trying for about a minute.
+COMPENSATION_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=10,
+)
+
+# Provisioning time, recorded through the SDK's meter (skipped on replay) with `path` warm or
+# cold and `outcome` running or failed; exported with the SDK's metrics by the worker
+# (vaporform/worker_metrics.py).
+START_METRIC = "vaporform_container_start_seconds"
 
 # Error types raised by the Docker activities as non-retryable ApplicationErrors.
 IMAGE_NOT_FOUND = "ImageNotFound"

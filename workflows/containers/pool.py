@@ -40,8 +40,8 @@ from workflows.containers.contract import (
     PoolStatus,
     RemovedOutput,
 )
-from workflows.containers.entity import COMPENSATION_RETRY, failure_reason
-from workflows.containers.names import DOCKER_RETRY
+from workflows.containers.names import COMPENSATION_RETRY, DOCKER_RETRY
+from workflows.containers.steps import failure_reason
 
 MAX_BACKOFF_S = 300.0
 

@@ -13,17 +13,16 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.containers.contract import (
+from workflows.containers.contract import ContainerRef, RemovedOutput
+from workflows.containers.contract.reconcile import (
     ClassifyInput,
     ClassifyOutput,
-    ContainerRef,
     ListContainersInput,
     ListContainersOutput,
     NotifyOutput,
     NotifyVanishedInput,
     ReconcileInput,
     ReconcileOutput,
-    RemovedOutput,
 )
 from workflows.containers.names import DOCKER_RETRY
 

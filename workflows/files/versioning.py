@@ -14,15 +14,14 @@ from workflows.files.contract import (
     ChangedPaths,
     FilesChanged,
     ProjectRef,
+    ProjectStats,
     RetentionInput,
     RetentionOutput,
     VersioningState,
     WorkspaceImportInput,
+    WorkspaceImportOutput,
 )
 from workflows.shared import DB_RETRY
-
-with workflow.unsafe.imports_passed_through():
-    from activities.files import FileActivities
 
 # Past this many distinct paths a batch rescans the whole workspace instead.
 MAX_TRACKED_PATHS = 1000
@@ -101,9 +100,10 @@ class VersioningWorkflow:
         changed = list(paths)
         if "workspace" in origins:
             # Programs in the container changed files: import them as versions first.
-            report = await workflow.execute_activity_method(
-                FileActivities.import_workspace_changes,
+            report = await workflow.execute_activity(
+                "import_workspace_changes",
                 WorkspaceImportInput(project_id, None if overflow else paths),
+                result_type=WorkspaceImportOutput,
                 start_to_close_timeout=timedelta(minutes=5),
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=DB_RETRY,
@@ -111,14 +111,15 @@ class VersioningWorkflow:
             changed = sorted(set(report.imported) | set(report.deleted))
             if not changed and origins == {"workspace"}:
                 return  # our own mirror writes echoing back: nothing new
-        await workflow.execute_activity_method(
-            FileActivities.refresh_project_stats,
+        await workflow.execute_activity(
+            "refresh_project_stats",
             ProjectRef(project_id),
+            result_type=ProjectStats,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DB_RETRY,
         )
-        await workflow.execute_activity_method(
-            FileActivities.publish_file_changes,
+        await workflow.execute_activity(
+            "publish_file_changes",
             ChangedPaths(project_id, changed, ",".join(sorted(origins))),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
@@ -131,16 +132,18 @@ class RetentionWorkflow:
 
     @workflow.run
     async def run(self, data: RetentionInput) -> RetentionOutput:
-        pruned = await workflow.execute_activity_method(
-            FileActivities.prune_versions,
+        pruned = await workflow.execute_activity(
+            "prune_versions",
             data,
+            result_type=RetentionOutput,
             start_to_close_timeout=timedelta(minutes=10),
             heartbeat_timeout=timedelta(seconds=60),
             retry_policy=DB_RETRY,
         )
-        collected = await workflow.execute_activity_method(
-            FileActivities.collect_garbage,
+        collected = await workflow.execute_activity(
+            "collect_garbage",
             data,
+            result_type=RetentionOutput,
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(seconds=60),
             retry_policy=DB_RETRY,

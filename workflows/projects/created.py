@@ -7,18 +7,15 @@ from datetime import timedelta
 from temporalio import workflow
 
 from workflows.projects.contract import ProjectCreatedInput, ProjectCreatedOutput
-from workflows.shared import DB_RETRY, AuditEventInput
-
-with workflow.unsafe.imports_passed_through():
-    from activities.audit import AuditActivities
+from workflows.shared import DB_RETRY, AuditEventInput, AuditEventOutput
 
 
 @workflow.defn(name="ProjectCreated")
 class ProjectCreatedWorkflow:
     @workflow.run
     async def run(self, data: ProjectCreatedInput) -> ProjectCreatedOutput:
-        result = await workflow.execute_activity_method(
-            AuditActivities.record_audit_event,
+        result = await workflow.execute_activity(
+            "record_audit_event",
             AuditEventInput(
                 # The workflow id is unique per project, so a retried activity writes once.
                 event_key=f"{workflow.info().workflow_id}/project.created",
@@ -31,6 +28,7 @@ class ProjectCreatedWorkflow:
                 ip=data.client_ip,
                 occurred_at=data.created_at,
             ),
+            result_type=AuditEventOutput,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DB_RETRY,
         )

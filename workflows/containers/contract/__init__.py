@@ -1,7 +1,8 @@
 """Dataclasses of the container workflows and Docker activities.
 
 One dataclass in, one dataclass out; every field has a default where a later addition must
-not break callers.
+not break callers. The reconciler's are in `contract/reconcile.py`; being modules of this
+package, both pass through the workflow sandbox (`worker.passthrough_modules`).
 """
 
 from __future__ import annotations
@@ -68,8 +69,11 @@ class ContainerWorkflowInput:
 class EnsureRunningInput:
     spec: ContainerSpec
     requested_by: str
-    # The warm pool whose members match `spec` (the API knows the configured pools); None: cold.
+    # The warm pool whose members match `spec` (the client knows the pools); None: cold.
     pool_id: str | None = None
+    # A running container is kept as it is whatever its spec (the AI jobs run in whatever the
+    # user started); False: another spec replaces it.
+    reuse_running: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,27 +218,6 @@ class LogsOutput:
 
 
 @dataclass(frozen=True)
-class ListContainersInput:
-    project_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ManagedContainer:
-    container_id: str
-    name: str
-    project_id: str
-    workflow_id: str
-    status: str
-    created_at: str = ""  # ISO 8601, from the engine
-    pool_id: str = ""  # LABEL_POOL: a warm-pool member (claimed or not)
-
-
-@dataclass(frozen=True)
-class ListContainersOutput:
-    items: list[ManagedContainer]
-
-
-@dataclass(frozen=True)
 class ListImagesInput:
     prefix: str = "vaporform/runtime-"
 
@@ -255,58 +238,6 @@ class ListImagesOutput:
 class ListImagesWorkflowInput:
     docker_queue: str
     prefix: str = "vaporform/runtime-"
-
-
-@dataclass(frozen=True)
-class ReconcileInput:
-    docker_queue: str
-    # A labelled container younger than this is left alone: its workflow may not be visible yet.
-    grace_s: float = 120.0
-
-
-@dataclass(frozen=True)
-class ReconcileOutput:
-    removed: list[str] = field(default_factory=list)
-    vanished: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ClassifyInput:
-    docker_queue: str
-    containers: list[ManagedContainer]
-    grace_s: float
-
-
-@dataclass(frozen=True)
-class VanishedContainer:
-    workflow_id: str
-    container_id: str
-
-
-@dataclass(frozen=True)
-class ClassifyOutput:
-    orphans: list[str] = field(default_factory=list)  # container ids to remove
-    vanished: list[VanishedContainer] = field(default_factory=list)
-    pools: list[PoolGone] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class PoolGone:
-    """Ready members of a pool that the engine no longer runs."""
-
-    pool_id: str
-    container_ids: list[str]
-
-
-@dataclass(frozen=True)
-class NotifyVanishedInput:
-    items: list[VanishedContainer]
-    pools: list[PoolGone] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class NotifyOutput:
-    notified: int
 
 
 # --- the warm pool ------------------------------------------------------------------------
