@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import pkgutil
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -102,6 +103,31 @@ WORKFLOWS = [
 ]
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a Worker validates its workflows in the sandbox.
+
+    Before Python 3.12 a module's import lock is not re-entrant (CPython issue 91351), and the
+    sandbox imports through `importlib.__import__`, which takes it even for loaded modules: a
+    finalizer run by the collector in the middle (a coroutine never awaited warns, which imports
+    `warnings`) fails the construction with `KeyError: <thread id>` (temporalio/sdk-python#585).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def sandboxed_worker(client: Client, **options: Any) -> Worker:
+    """A Worker of workflows: the runner above, and no collection while it validates them."""
+    options.setdefault("workflow_runner", WORKFLOW_RUNNER)
+    with collector_paused():
+        return Worker(client, **options)
+
+
 def budgets_of(settings: AISettings) -> Budgets:
     return Budgets(settings.budget_project_usd, settings.budget_user_usd)
 
@@ -131,11 +157,10 @@ def build_worker(
     control = ContainerControlActivities(client)
     file_activities = FileActivities(pool, files, broker)
     deletion = ProjectDeletionActivities(pool, client, files.data_dir, broker)
-    return Worker(
+    return sandboxed_worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        workflow_runner=WORKFLOW_RUNNER,
         activities=[
             audit.record_audit_event,
             control.classify,

@@ -11,9 +11,9 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
-from temporalio.worker import Worker
 
 from vaporform.config import Config
+from worker import sandboxed_worker
 from workflows.ai.contract import ContainerTarget, EnsureContainerInput, EnsureContainerOutput
 
 
@@ -53,7 +53,7 @@ async def ensure_the_ai_way(
     client: Client, config: Config, project_id: str, user_id: str, image: str | None = None
 ) -> EnsureContainerOutput:
     queue = f"ai-ensure-{uuid.uuid4().hex[:12]}"
-    async with Worker(client, task_queue=queue, workflows=[EnsureTheAIWay]):
+    async with sandboxed_worker(client, task_queue=queue, workflows=[EnsureTheAIWay]):
         result: EnsureContainerOutput = await client.execute_workflow(
             EnsureTheAIWay.run,
             AIEnsureInput(

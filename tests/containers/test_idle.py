@@ -18,9 +18,8 @@ import pytest
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from worker import build_docker_worker
+from worker import build_docker_worker, sandboxed_worker
 from workflows.containers.contract import (
     ContainerSpec,
     ContainerWorkflowInput,
@@ -59,7 +58,7 @@ async def test_idle_container_is_stopped_and_touch_postpones_it(
     client = skipping.client
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with (
-            Worker(client, task_queue=queue, workflows=[ContainerWorkflow]),
+            sandboxed_worker(client, task_queue=queue, workflows=[ContainerWorkflow]),
             build_docker_worker(client, docker_client, tmp_path, docker_queue, executor),
         ):
             started = await client.execute_update_with_start_workflow(

@@ -18,9 +18,9 @@ import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 import worker as worker_module
+from worker import sandboxed_worker
 
 # Modules, not names: pytest would try to collect the `Test*` classes they hold.
 from workflows.ai import contract as ai
@@ -166,7 +166,7 @@ class FakeAI:
 async def serving(client: Client, fake: FakeAI) -> AsyncIterator[str]:
     """A worker of the AI workflows and the fakes on a task queue of its own; yields it."""
     queue = f"ai-fakes-{uuid.uuid4().hex}"
-    async with Worker(
+    async with sandboxed_worker(
         client,
         task_queue=queue,
         workflows=[

@@ -21,11 +21,10 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 from tests.support import wait_until
 from vaporform.container_client import ContainerClient, ContainerHost, InvalidImage
-from worker import WORKFLOW_RUNNER
+from worker import WORKFLOW_RUNNER, sandboxed_worker
 from workflows.containers.contract import (
     AdoptInput,
     ContainerInfo,
@@ -177,7 +176,7 @@ class Host:
 async def host(temporal_client: Client) -> AsyncIterator[Host]:
     docker = FakeDocker()
     queue = f"container-fakes-{uuid.uuid4().hex[:12]}"
-    async with Worker(
+    async with sandboxed_worker(
         temporal_client,
         task_queue=queue,
         workflows=[ContainerWorkflow],
