@@ -8,10 +8,14 @@ edit right after the ack. Open loop: Poisson arrivals, --rate edits/s per client
 
 Reports acked edits/s and remote-op latency (from a client sending an op to another client
 receiving it) p50/p95/p99, then checks every acked op is committed: a fresh join of each
-document must be at the revision the acks add up to.
+document must be at the revision the acks add up to. With the database at hand (a throwaway
+stack, or --database-url) it also reports what reached PostgreSQL in the measured window: ops
+committed per second, the transactions that carried them per second (distinct `xmin` of the
+rows), and every transaction committed in the database per second (bench/db_activity.py).
 
     python bench/collab_bench.py                     # every scenario on a throwaway stack
     python bench/collab_bench.py --only closed-1x10 --seconds 10
+    python bench/collab_bench.py --only closed-250x4-one-project   # 1000 people, one project
     python bench/collab_bench.py --idle 2000         # RSS of the API with idle connections
 """
 
@@ -32,7 +36,8 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import stack
+from bench import db_activity
+from bench.stack import running_stack
 from bench.stats import percentile
 from collab import ot
 from collab.client import OTClient
@@ -56,6 +61,7 @@ class Scenario:
     documents: int
     clients_per_document: int
     rate: float | None  # edits/s per client (open loop); None: closed loop
+    one_project: bool = False  # every document in one project (else a project each)
 
 
 SCENARIOS = [
@@ -64,6 +70,7 @@ SCENARIOS = [
     Scenario("closed-1x200", 1, 200, None),
     Scenario("open-1x200@2", 1, 200, 2.0),
     Scenario("closed-250x4", 250, 4, None),
+    Scenario("closed-250x4-one-project", 250, 4, None, one_project=True),
 ]
 
 
@@ -72,7 +79,7 @@ class Shared:
     sent_at: dict[tuple[str, int], float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     acked_edits: int = 0
-    acked_ops: dict[str, int] = field(default_factory=dict)
+    acked_ops: dict[tuple[str, str], int] = field(default_factory=dict)
     measuring: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -211,7 +218,8 @@ class BenchClient:
         elif kind == "ack":
             if self.shared.measuring:
                 self.shared.acked_edits += self.composed
-            self.shared.acked_ops[self.pid] = self.shared.acked_ops.get(self.pid, 0) + 1
+            key = (self.pid, self.path)
+            self.shared.acked_ops[key] = self.shared.acked_ops.get(key, 0) + 1
             following = self.client.acked(payload["revision"])
             self.composed, self.pending_edits = self.pending_edits, 0
             if following is not None:
@@ -234,24 +242,29 @@ class BenchClient:
             await self.edit()
 
 
-async def setup(http: httpx.AsyncClient, documents: int) -> tuple[str, list[tuple[str, str]]]:
-    """A user and `documents` projects of one 2000-character file each (a project per
-    document, as separate teams would have: presence is per project)."""
+async def setup(
+    http: httpx.AsyncClient, documents: int, *, one_project: bool = False
+) -> tuple[str, list[tuple[str, str]]]:
+    """A user and `documents` files of 2000 characters: in a project each (as separate teams
+    would have: presence is per project), or all in one project."""
     email = f"bench-{random.getrandbits(48):x}@example.com"
     body = {"email": email, "password": "correct horse battery staple", "name": "Bench"}
     token = (await http.post("/api/v1/auth/register", json=body)).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(7)
     found = []
+    pid = ""
     for i in range(documents):
-        made = await http.post("/api/v1/projects", json={"name": f"bench {i}"}, headers=headers)
-        pid = made.json()["id"]
+        if not pid or not one_project:
+            made = await http.post("/api/v1/projects", json={"name": f"bench {i}"}, headers=headers)
+            pid = made.json()["id"]
+        path = f"doc{i}.txt" if one_project else "doc.txt"
         content = "".join(rng.choices(ALPHABET, k=2000))
         put = await http.put(
-            f"/api/v1/projects/{pid}/files/doc.txt", json={"content": content}, headers=headers
+            f"/api/v1/projects/{pid}/files/{path}", json={"content": content}, headers=headers
         )
         put.raise_for_status()
-        found.append((pid, "doc.txt"))
+        found.append((pid, path))
     return token, found
 
 
@@ -272,9 +285,11 @@ async def joined_state(url: str, token: str, pid: str, path: str) -> dict[str, A
                     return payload
 
 
-async def run(url: str, scenario: Scenario, seconds: float, warmup: float) -> dict[str, Any]:
+async def run(
+    url: str, scenario: Scenario, seconds: float, warmup: float, database_url: str | None = None
+) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        token, docs = await setup(http, scenario.documents)
+        token, docs = await setup(http, scenario.documents, one_project=scenario.one_project)
     shared = Shared()
     clients = [
         BenchClient(f"c{d}-{i}", pid, path, shared, random.Random(d * 1000 + i))
@@ -288,9 +303,13 @@ async def run(url: str, scenario: Scenario, seconds: float, warmup: float) -> di
     began = time.perf_counter()
     until = began + warmup + seconds
 
+    counters: list[db_activity.Reading] = []
+
     async def start_measuring() -> None:
         await asyncio.sleep(warmup)
         shared.measuring = True
+        if database_url:
+            counters.append(await db_activity.reading(database_url))
 
     measuring = asyncio.ensure_future(start_measuring())
     if scenario.rate is None:
@@ -300,6 +319,8 @@ async def run(url: str, scenario: Scenario, seconds: float, warmup: float) -> di
         await asyncio.gather(*(c.open_loop(until, rate) for c in clients))
     shared.measuring = False
     await measuring
+    if database_url:
+        counters.append(await db_activity.reading(database_url))
 
     # Let in-flight ops land, then check every ack is a committed revision.
     for c in clients:
@@ -314,8 +335,8 @@ async def run(url: str, scenario: Scenario, seconds: float, warmup: float) -> di
     for start in range(0, len(docs), 25):
         chunk = docs[start : start + 25]
         revisions = await asyncio.gather(*(revision_of(pid, path) for pid, path in chunk))
-        for (pid, _), revision in zip(chunk, revisions, strict=True):
-            committed_ok &= revision == shared.acked_ops.get(pid, 0)
+        for key, revision in zip(chunk, revisions, strict=True):
+            committed_ok &= revision == shared.acked_ops.get(key, 0)
     for c in clients:
         assert c.ws is not None
         await c.ws.close()
@@ -334,6 +355,8 @@ async def run(url: str, scenario: Scenario, seconds: float, warmup: float) -> di
         "all_acked_committed": committed_ok,
         "errors": len(shared.errors),
     }
+    if database_url:
+        result |= await db_activity.figures(database_url, counters[0], counters[1])
     print(json.dumps(result), flush=True)
     return result
 
@@ -385,6 +408,7 @@ async def idle(url: str, connections: int, per_project: int = 20) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", help="a running API (default: start a throwaway stack)")
+    parser.add_argument("--database-url", help="the database of --url, for its figures")
     parser.add_argument("--only", action="append", help="scenario name (repeatable)")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
@@ -398,18 +422,18 @@ async def main() -> None:
     BATCH = args.batch
     chosen = [s for s in SCENARIOS if not args.only or s.name in args.only]
 
-    async def everything(url: str) -> None:
+    async def everything(url: str, database_url: str | None) -> None:
         if args.idle:
             await idle(url, args.idle)
             return
         for scenario in chosen:
-            await run(url, scenario, args.seconds, args.warmup)
+            await run(url, scenario, args.seconds, args.warmup, database_url)
 
     if args.url:
-        await everything(args.url)
+        await everything(args.url, args.database_url)
         return
-    async with stack(LOAD_ENV) as url:
-        await everything(url)
+    async with running_stack(LOAD_ENV) as found:
+        await everything(found.base_url, found.env["DATABASE_URL"])
 
 
 if __name__ == "__main__":

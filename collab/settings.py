@@ -20,8 +20,12 @@ class CollabSettings:
     fanout_tick_s: float = 0.004
     presence_tick_s: float = 0.25
     max_joined: int = 64  # documents open on one connection
-    # Group commit: at most this many queued ops of one document go in one transaction.
+    # Group commit: at most this many queued ops of one document go in one transaction...
     max_batch: int = 64
+    # ...and the batches of many documents ready at once share one, up to this many ops in all,
+    # with at most this many such transactions in flight on one node (collab/submit.py).
+    max_group_ops: int = 1024
+    commit_groups_in_flight: int = 2
     commit_attempts: int = 4
     history_in_memory: int = 2000  # recent ops kept per live document for transforms
     snapshot_every: int = 500

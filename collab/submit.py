@@ -8,9 +8,11 @@ insert answers yes or no; on no, this node reads what it missed and tries again,
 number of times. Only after the commit is the op applied to the cache, acknowledged and
 published.
 
-Group commit: every op waiting for one document when the writer comes round is transformed
-and committed in one transaction, so one round trip to the database carries many ops. A batch
-is one `collab commit` span, the child of its first op's span and linked to the others'.
+Group commit, twice over: every op waiting for one document when its writer comes round is
+transformed as one batch, and the batches of every document ready at that moment on this node
+go to the database together (``GroupCommit``): one statement, one transaction, one WAL flush
+for all of them, each document still winning or losing its revisions on its own. A batch is
+one `collab commit` span, the child of its first op's span and linked to the others'.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 from uuid import UUID
 
 import asyncpg
@@ -75,6 +78,128 @@ def _ot_error(path: str, error: ot.OTError) -> CollabError:
     return CollabError(error.code, str(error), {"path": path})
 
 
+@dataclass(slots=True)
+class _Batch:
+    document_id: int
+    rows: Sequence[OpRow]
+    written: asyncio.Future[bool]
+
+
+# The group of each pool while it has work, for Committers not handed one: the documents of
+# one node share their commits whoever made their Committers.
+_GROUPS: dict[asyncpg.Pool, GroupCommit] = {}
+
+
+class GroupCommit:
+    """The commits of many documents on one node, in as few transactions as possible.
+
+    A document's batch waits here while earlier groups are in flight; each group that leaves
+    takes every batch waiting (one per document, up to `max_group_ops` rows). An idle node
+    sends a batch at once; a busy one sends fewer, larger transactions.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, settings: CollabSettings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self._waiting: list[_Batch] = []
+        self._writers: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def of(cls, pool: asyncpg.Pool, settings: CollabSettings) -> GroupCommit:
+        found = _GROUPS.get(pool)
+        if found is None:
+            found = _GROUPS[pool] = cls(pool, settings)
+        return found
+
+    async def commit(self, document_id: int, rows: Sequence[OpRow]) -> bool:
+        """True when every row was written, False when another writer took a revision or a
+        resubmit key first (nothing was written); raises when the database failed."""
+        batch = _Batch(document_id, rows, asyncio.get_running_loop().create_future())
+        self._waiting.append(batch)
+        if len(self._writers) < self.settings.commit_groups_in_flight:
+            writer = asyncio.get_running_loop().create_task(self._write())
+            self._writers.add(writer)
+            writer.add_done_callback(self._written)
+        return await batch.written
+
+    async def _write(self) -> None:
+        try:
+            while self._waiting:
+                group = self._take()
+                try:
+                    await self._send(group)
+                except BaseException as exc:
+                    # Cancelled (the node is stopping) or a bug: the submitters hear of it;
+                    # what was committed meanwhile their resubmits find.
+                    failure = exc if isinstance(exc, Exception) else RuntimeError("interrupted")
+                    for batch in group:
+                        _settle(batch, failure)
+                    raise
+        finally:
+            # Here, not in a done callback: a batch queued in between would find no writer.
+            self._writers.discard(cast("asyncio.Task[None]", asyncio.current_task()))
+            if not self._writers and not self._waiting and _GROUPS.get(self.pool) is self:
+                del _GROUPS[self.pool]
+
+    @staticmethod
+    def _written(writer: asyncio.Task[None]) -> None:
+        if not writer.cancelled() and writer.exception() is not None:
+            log.error("a group commit writer failed", exc_info=writer.exception())
+
+    def _take(self) -> list[_Batch]:
+        """The next group: the oldest batch of each document waiting, within the op limit."""
+        group: dict[int, _Batch] = {}
+        left: list[_Batch] = []
+        ops = 0
+        for batch in self._waiting:
+            if batch.written.done():
+                continue  # its submitter was cancelled
+            fits = not group or ops + len(batch.rows) <= self.settings.max_group_ops
+            if fits and batch.document_id not in group:
+                group[batch.document_id] = batch
+                ops += len(batch.rows)
+            else:
+                left.append(batch)
+        self._waiting = left
+        return list(group.values())
+
+    async def _send(self, group: list[_Batch]) -> None:
+        if not group:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                written = await store.insert_ops_of_documents(
+                    conn, {b.document_id: b.rows for b in group}
+                )
+        except Exception:
+            # One document's failure (or an unlucky clash) must not fail the others: each
+            # goes again alone, and only a document that fails alone fails.
+            log.warning("a group commit failed; committing its documents one by one", exc_info=True)
+            await asyncio.gather(*(self._send_alone(b) for b in group))
+            return
+        for batch in group:
+            _settle(batch, batch.document_id in written)
+
+    async def _send_alone(self, batch: _Batch) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                written = await store.insert_ops(conn, batch.document_id, list(batch.rows))
+        except Exception as exc:
+            _settle(batch, exc)
+            return
+        _settle(batch, written)
+
+
+def _settle(batch: _Batch, outcome: bool | Exception) -> None:
+    if batch.written.done():
+        return
+    if isinstance(outcome, Exception):
+        batch.written.set_exception(outcome)
+        batch.written.exception()  # the submitter may be gone; never "exception not retrieved"
+    else:
+        batch.written.set_result(outcome)
+
+
 class Committer:
     """Serialises one document's submits on this node and commits them in groups."""
 
@@ -86,12 +211,14 @@ class Committer:
         publish: Publish,
         *,
         tracer: trace.Tracer | None = None,
+        group: GroupCommit | None = None,
     ) -> None:
         self.doc = doc
         self.tracer = tracer or trace.NoOpTracer()
         self.pool = pool
         self.settings = settings
         self.publish = publish
+        self.group = group
         self._queue: list[Submission] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -157,12 +284,13 @@ class Committer:
             log.exception("saving a snapshot failed", extra={"path": doc.path})
 
     async def _commit(self, batch: list[Submission]) -> list[OpRow]:
-        """Optimistic first (one statement), then under the document's lock.
+        """Optimistic first (in a group, one statement), then under the document's lock.
 
         Every insert takes the document's advisory lock for its own duration, so a node that
         lost a race can catch up, transform and insert while holding it: then nobody can take
         the revision it is about to write, and it cannot lose again (no starvation between
-        nodes). Without contention the lock is free and the commit is one round trip.
+        nodes). Without contention the lock is free and the commit is one round trip, shared
+        with whichever other documents are committing at the time.
         """
         doc, pending = self.doc, batch
         async with doc.lock:
@@ -172,31 +300,39 @@ class Committer:
                 async with self.pool.acquire() as conn:
                     doc.advance(await store.ops_since(conn, doc.id, doc.revision))
             for attempt in range(self.settings.commit_attempts):
-                async with self.pool.acquire() as conn:
-                    if attempt == 0:
-                        rows, accepted = await self._prepare(pending)
-                        written = bool(rows) and await store.insert_ops(conn, doc.id, rows)
-                    else:
-                        async with conn.transaction():
-                            await store.lock_document(conn, doc.id)
-                            doc.advance(await store.ops_since(conn, doc.id, doc.revision))
-                            rows, accepted = await self._prepare(pending)
-                            written = bool(rows) and await store.insert_ops(conn, doc.id, rows)
-                    if not rows:
-                        return []
-                    if written:
-                        doc.advance(rows)
-                        for sub, row in zip(accepted, rows, strict=True):
-                            _succeed(sub, Outcome(row.revision, row.op))
-                        return rows
-                    metrics.COMMIT_CONFLICTS.inc()
-                    if attempt:
-                        # Under the lock only a resubmit key can clash.
-                        await self._refuse_reused_seqs(conn, accepted)
+                if attempt == 0:
+                    rows, accepted = await self._prepare(pending)
+                    group = self.group or GroupCommit.of(self.pool, self.settings)
+                    written = bool(rows) and await group.commit(doc.id, rows)
+                else:
+                    rows, accepted, written = await self._commit_locked(pending)
+                if not rows:
+                    return []
+                if written:
+                    doc.advance(rows)
+                    for sub, row in zip(accepted, rows, strict=True):
+                        _succeed(sub, Outcome(row.revision, row.op))
+                    return rows
+                metrics.COMMIT_CONFLICTS.inc()
                 pending = [s for s in accepted if not s.future.done()]
             for sub in pending:
                 _fail(sub, CollabError("busy", "the document is too busy; resubmit the op"))
         return []
+
+    async def _commit_locked(
+        self, pending: list[Submission]
+    ) -> tuple[list[OpRow], list[Submission], bool]:
+        doc = self.doc
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                await store.lock_document(conn, doc.id)
+                doc.advance(await store.ops_since(conn, doc.id, doc.revision))
+                rows, accepted = await self._prepare(pending)
+                written = bool(rows) and await store.insert_ops(conn, doc.id, rows)
+            if rows and not written:
+                # Under the lock only a resubmit key can clash.
+                await self._refuse_reused_seqs(conn, accepted)
+        return rows, accepted, written
 
     async def _prepare(self, batch: list[Submission]) -> tuple[list[OpRow], list[Submission]]:
         """Transform each op past everything committed since its base revision."""

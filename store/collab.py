@@ -1,13 +1,15 @@
 """Queries on `collab_documents`, `collab_ops` and `collab_chat`.
 
 Ops are committed with `ON CONFLICT DO NOTHING` on `(document_id, revision)` (and on the
-resubmit key): the answer is yes (every row written) or no (nothing written). Several ops
-of one document are committed in one transaction so a batch is all-or-nothing too.
+resubmit key): the answer is yes (every row written) or no (nothing written). The ops of one
+document are all-or-nothing; the ops of several documents can go in one statement
+(`insert_ops_of_documents`), where each document gets its own answer.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -180,8 +182,7 @@ async def insert_ops(conn: Conn, document_id: int, rows: list[OpRow]) -> bool:
     args = (
         document_id,
         [r.revision for r in rows],
-        # As JSON text: a list of lists would be taken for a two-dimensional array.
-        [json.dumps(r.op, ensure_ascii=False, separators=(",", ":")) for r in rows],
+        [_json(r.op) for r in rows],
         [r.client_key for r in rows],
         [r.seq for r in rows],
         [r.user_id for r in rows],
@@ -198,6 +199,69 @@ async def insert_ops(conn: Conn, document_id: int, rows: list[OpRow]) -> bool:
     return True
 
 
+# One statement, so one round trip and one transaction, for the ops of many documents. The
+# locks come before any row (the one-time filter), in key order so two groups cannot deadlock.
+# Each document's first row claims it: when its revision or resubmit key is taken, ON CONFLICT
+# skips it and the document's other rows are left out. Those cannot clash on a revision once
+# the first is in (every writer writes from the head up, so whoever holds a later revision
+# holds the first); a resubmit key of an older op is looked for beforehand (`reused`), and a
+# clash left after all that raises, rolling the whole group back: never half a document.
+_INSERT_DOCUMENTS = f"""
+    WITH locked AS MATERIALIZED (
+        SELECT count(*) AS n
+        FROM unnest($7::int[]) AS k(key), LATERAL pg_advisory_xact_lock({LOCK_CLASS}, k.key)
+    ),
+    input AS (
+        SELECT d, r, o, c, s, u, r = min(r) OVER (PARTITION BY d) AS head
+        FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::uuid[])
+             AS t(d, r, o, c, s, u)
+    ),
+    reused AS (
+        SELECT DISTINCT i.d FROM input i
+        JOIN collab_ops o ON o.document_id = i.d AND o.client_key = i.c AND o.seq = i.s
+    ),
+    claimed AS (
+        INSERT INTO collab_ops (document_id, revision, op, client_key, seq, user_id)
+        SELECT d, r, o::jsonb, c, s, u FROM input
+        WHERE head AND (SELECT n FROM locked) >= 0 AND d NOT IN (SELECT d FROM reused)
+        ON CONFLICT DO NOTHING
+        RETURNING document_id
+    ),
+    rest AS (
+        INSERT INTO collab_ops (document_id, revision, op, client_key, seq, user_id)
+        SELECT d, r, o::jsonb, c, s, u FROM input
+        WHERE NOT head AND d IN (SELECT document_id FROM claimed)
+    )
+    SELECT document_id FROM claimed
+"""
+
+
+async def insert_ops_of_documents(conn: Conn, documents: Mapping[int, Sequence[OpRow]]) -> set[int]:
+    """Commit the ops of several documents (each consecutive revisions) in one statement.
+
+    The ids of the documents whose rows were all written; the others had a revision or a
+    resubmit key taken and got nothing written (the caller reloads and retries). Raises when
+    the statement fails: then nothing was written, unless the failure came with the commit.
+    """
+    rows = [(document_id, row) for document_id, batch in documents.items() for row in batch]
+    written = await conn.fetch(
+        _INSERT_DOCUMENTS,
+        [document_id for document_id, _ in rows],
+        [r.revision for _, r in rows],
+        [_json(r.op) for _, r in rows],
+        [r.client_key for _, r in rows],
+        [r.seq for _, r in rows],
+        [r.user_id for _, r in rows],
+        sorted({_lock_key(document_id) for document_id in documents}),
+    )
+    return {int(r["document_id"]) for r in written}
+
+
+def _lock_key(document_id: int) -> int:
+    """The document's advisory key within LOCK_CLASS, as _LOCK_KEY computes it."""
+    return document_id % 2147483647
+
+
 async def lock_document(conn: Conn, document_id: int) -> None:
     """Hold the document's commit lock until the current transaction ends.
 
@@ -209,6 +273,11 @@ async def lock_document(conn: Conn, document_id: int) -> None:
 
 class _Partial(Exception):
     """Raised inside the transaction to roll back a batch that was only partly written."""
+
+
+def _json(op: list[Any]) -> str:
+    # As JSON text: a list of lists would be taken for a two-dimensional array.
+    return json.dumps(op, ensure_ascii=False, separators=(",", ":"))
 
 
 async def find_resubmits(
