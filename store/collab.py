@@ -164,6 +164,22 @@ async def oldest_revision(conn: Conn, document_id: int) -> int | None:
     return None if value is None else int(value)
 
 
+def _above_head(document: str, revision: str) -> str:
+    """SQL: `revision` comes after every revision the document has had.
+
+    The unique (document, revision) refuses a revision that is taken, but not one whose row
+    a snapshot pruned (save_snapshot): a node that fell further behind than the ops kept
+    would write into that gap. The snapshot's revision and the retained head bound every
+    revision ever committed; read in the statement's snapshot they can only be lower than
+    now, so this never refuses a revision that is really next (a taken one the unique
+    refuses, whatever the snapshot saw).
+    """
+    return f"""{revision} > (
+        SELECT greatest(d.snapshot_revision, coalesce(max(o.revision), 0))
+        FROM collab_documents d LEFT JOIN collab_ops o ON o.document_id = d.id
+        WHERE d.id = {document} GROUP BY d.snapshot_revision)"""
+
+
 async def insert_ops(conn: Conn, document_id: int, rows: list[OpRow]) -> bool:
     """Commit `rows` (consecutive revisions) all together, or none of them.
 
@@ -177,6 +193,7 @@ async def insert_ops(conn: Conn, document_id: int, rows: list[OpRow]) -> bool:
         FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::uuid[])
              AS t(r, o, c, s, u)
         WHERE (SELECT true FROM pg_advisory_xact_lock({LOCK_CLASS}, {_LOCK_KEY}))
+          AND {_above_head("$1", "$2[1]")}
         ON CONFLICT DO NOTHING
     """
     args = (
@@ -224,6 +241,7 @@ _INSERT_DOCUMENTS = f"""
         INSERT INTO collab_ops (document_id, revision, op, client_key, seq, user_id)
         SELECT d, r, o::jsonb, c, s, u FROM input
         WHERE head AND (SELECT n FROM locked) >= 0 AND d NOT IN (SELECT d FROM reused)
+          AND {_above_head("d", "r")}
         ON CONFLICT DO NOTHING
         RETURNING document_id
     ),

@@ -397,3 +397,32 @@ async def test_groups_locking_the_same_documents_never_deadlock(pool: asyncpg.Po
         assert not won[0] & won[1]
     for document_id in ids:
         assert [r for r, _, _ in await logged(pool, document_id)] == list(range(1, 11))
+
+
+async def test_a_revision_whose_row_a_snapshot_pruned_is_not_written_again(
+    pool: asyncpg.Pool,
+) -> None:
+    # A node that fell further behind than the ops kept would otherwise write revision 2 again:
+    # its first copy was pruned, so the unique (document, revision) has nothing to refuse.
+    pruned, fresh = await documents(pool, 2)
+    async with pool.acquire() as conn:
+        for document in (pruned, fresh):
+            assert await store.insert_ops(
+                conn, document.id, [op_row(r, "u/early", r) for r in range(1, 11)]
+            )
+        await store.save_snapshot(conn, pruned.id, text="hello" + "!" * 10, revision=10, keep_ops=2)
+        await conn.execute(
+            "UPDATE collab_documents SET checkpoint_revision = 10 WHERE id = $1", pruned.id
+        )
+        await store.save_snapshot(conn, pruned.id, text="hello" + "!" * 10, revision=10, keep_ops=2)
+        assert [r for r, _, _ in await logged(pool, pruned.id)] == [9, 10]
+
+        assert not await store.insert_ops(conn, pruned.id, [op_row(2, "u/stale", 1)])
+        written = await store.insert_ops_of_documents(
+            conn,
+            {pruned.id: [op_row(3, "u/stale", 2)], fresh.id: [op_row(11, "u/next", 1)]},
+        )
+        assert written == {fresh.id}
+        # The next revision is still taken as before.
+        assert await store.insert_ops(conn, pruned.id, [op_row(11, "u/next", 1)])
+    assert [r for r, _, _ in await logged(pool, pruned.id)] == [9, 10, 11]
