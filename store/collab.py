@@ -165,15 +165,10 @@ async def oldest_revision(conn: Conn, document_id: int) -> int | None:
 
 
 def _above_head(document: str, revision: str) -> str:
-    """SQL: `revision` comes after every revision the document has had.
-
-    The unique (document, revision) refuses a revision that is taken, but not one whose row
-    a snapshot pruned (save_snapshot): a node that fell further behind than the ops kept
-    would write into that gap. The snapshot's revision and the retained head bound every
-    revision ever committed; read in the statement's snapshot they can only be lower than
-    now, so this never refuses a revision that is really next (a taken one the unique
-    refuses, whatever the snapshot saw).
-    """
+    """SQL: `revision` comes after every revision the document has had. The unique (document,
+    revision) refuses a taken revision but not one a snapshot pruned (save_snapshot), which a
+    node further behind than the ops kept would write again. Read in the statement's snapshot
+    the bound is never above the truth, so a revision really next is never refused."""
     return f"""{revision} > (
         SELECT greatest(d.snapshot_revision, coalesce(max(o.revision), 0))
         FROM collab_documents d LEFT JOIN collab_ops o ON o.document_id = d.id
