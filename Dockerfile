@@ -1,5 +1,6 @@
 # Vaporform: one image for `vaporform api` (default), `vaporform worker` and `vaporform migrate`.
 #   docker build -t vaporform .
+# and, with `--target images`, the builder of the runtime images (docker-compose.yml's `images`).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG NODE_IMAGE=node:20-bookworm-slim
 
@@ -40,6 +41,20 @@ RUN pip install --no-deps . \
     && python -c "import vaporform.cli, web.app, worker" \
     && (cd / && python -c "import web.blueprints.ui as ui; assert ui.load_manifest(ui.STATIC_DIR)") \
     && vaporform --help > /dev/null
+
+# ---- images: `vaporform images build` on the host's engine (compose's one-shot `images`) ------
+# Debian's debootstrap and busybox-static, which the runtime images are made from, and root to
+# run debootstrap: a target of its own, so the image the services run stays unprivileged.
+# Before `runtime`, which stays the default target.
+FROM ${PYTHON_IMAGE} AS images
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends debootstrap busybox-static \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+CMD ["vaporform", "images", "build"]
 
 # ---- runtime ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

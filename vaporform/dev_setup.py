@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from vaporform.images import IMAGE_PREFIX, RUNTIMES, ensure_built, has_image
 Say = Callable[[str], None]
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
+BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static, which the busybox image is made of
 FALLBACK_RUNTIME = "busybox"
 
 
@@ -98,19 +100,29 @@ def _runtime_of(image: str) -> str | None:
     return None
 
 
+def build_hint(name: str, package: str | None) -> str:
+    """The command that builds runtime `name` by hand (installing `package` first)."""
+    # Under `make dev` the command line is the venv's, which root's PATH does not have.
+    beside = Path(sys.executable).with_name("vaporform")
+    command = f"{beside if beside.exists() else 'vaporform'} images build {name}"
+    return f"apt-get install -y {package} && {command}" if package else command
+
+
 def _build(client: Any, name: str, say: Say) -> str | None:
-    needs = {"python": ("debootstrap", "debootstrap"), "busybox": ("busybox", "busybox-static")}
-    tool, package = needs[name]
-    if name == "busybox":
-        if not Path("/bin/busybox").exists() and not _apt_install([package], say):
-            return None
-    elif shutil.which(tool) is None and not _apt_install([package], say):
+    package = {"python": "debootstrap", "busybox": "busybox-static"}[name]
+    missing = shutil.which("debootstrap") is None if name == "python" else not BUSYBOX.exists()
+    if name == "python" and not _is_root():
+        # debootstrap chroots into the new root file system: it runs as root or not at all.
+        hint = build_hint(name, package if missing else None)
+        say(f"building it needs root; as root, run: {hint}")
+        return None
+    if missing and not _apt_install([package], say):
         return None
     started = time.perf_counter()
     try:
         reference, _ = ensure_built(client, name, progress=lambda line: say("  " + line))
     except Exception as exc:  # no mirror, no space: say it and let the caller fall back
-        say(f"building the {name} image failed: {exc}")
+        say(f"building the {name} image failed: {exc}; to retry: {build_hint(name, None)}")
         return None
     say(f"built {reference} in {time.perf_counter() - started:.0f} s")
     return reference

@@ -138,7 +138,8 @@ def test_promtool_accepts_the_rules() -> None:
 
 
 def test_docker_compose_accepts_the_file() -> None:
-    env = {**os.environ, "VAPORFORM_JWT_SECRET": "x" * 40}
+    secrets = {"VAPORFORM_JWT_SECRET": "x" * 40, "VAPORFORM_S3_SECRET_ACCESS_KEY": "y" * 32}
+    env = {**os.environ, **secrets}
     subprocess.run(
         ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
         check=True,
