@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 from temporalio.client import (
@@ -30,11 +29,10 @@ from activities.audit import AuditActivities
 from activities.containers import ContainerControlActivities
 from activities.files import FileActivities
 from activities.project_deletion import ProjectDeletionActivities
+from agent.workspaces import container_changes
 from collab.broker import Broker, RedisBroker
 from files.factory import build_filesystem
 from files.service import FileSystem
-from files.workspace import workspaces_root
-from store import projects
 from store.ai_budget import Budgets
 from store.db import create_pool
 from vaporform import metrics
@@ -47,11 +45,9 @@ from vaporform.temporal_setup import (
     ensure_pools,
     ensure_reconcile_schedule,
     ensure_retention_schedule,
-    signal_files_changed,
 )
 from vaporform.tracing import Tracing
 from vaporform.worker_metrics import WorkerMetrics, free_loopback_address, temporal_runtime
-from vaporform.workspace_watch import watch_workspaces
 from workflows.ai.debug import DebugWorkflow
 from workflows.ai.generate import CodeGenerationWorkflow
 from workflows.ai.review import CodeReviewWorkflow
@@ -260,14 +256,10 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     # Without Redis there is no way to reach the API process: announcements are skipped.
     broker = RedisBroker(config.redis_url, prefix=config.redis_prefix) if config.redis_url else None
-    files = build_filesystem(config, pool)
+    # What the workspace mirror of this host imports goes to the versioning workflows; the
+    # worker writes no files of its own.
+    files = build_filesystem(config, pool, notifier=container_changes(client, config.task_queue))
     ai_provider = build_provider(config.ai)
-
-    async def workspace_changed(project_id: str, paths: list[str] | None) -> None:
-        async with pool.acquire() as conn:
-            if not await projects.is_live(conn, UUID(project_id)):
-                return  # deleted: its workspace is going away, nothing of it is imported
-        await signal_files_changed(client, config.task_queue, project_id, paths, "workspace")
 
     try:
         with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
@@ -315,20 +307,19 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
                 await ensure_retention_schedule(client, config.task_queue)
                 tasks: list[asyncio.Task[None]] = []
                 if docker_client is not None and config.agent.in_worker:
-                    # This host's agent (terminals, previews) in the same process; run it
-                    # alone with `vaporform agent` and VAPORFORM_AGENT_IN_WORKER=false.
+                    # This host's agent (terminals, previews, its workspaces and their watcher)
+                    # in the same process, on the worker's pool and blob store; run it alone
+                    # with `vaporform agent` and VAPORFORM_AGENT_IN_WORKER=false.
                     from agent.serve import serve_agent
 
-                    tasks.append(asyncio.create_task(serve_agent(config, docker_client, stop)))
-                watcher = asyncio.create_task(
-                    watch_workspaces(workspaces_root(config.data_dir), workspace_changed, stop)
-                )
+                    agent = serve_agent(config, docker_client, stop, files=files, temporal=client)
+                    tasks.append(asyncio.create_task(agent))
                 relay = asyncio.create_task(
                     OutboxRelay(pool, client, config.task_queue, tracer=tracing.tracer).run(stop)
                 )
                 log.info("worker running", extra={"task_queue": config.task_queue})
                 await stop.wait()
-                await asyncio.gather(watcher, relay, *tasks)
+                await asyncio.gather(relay, *tasks)
     finally:
         if broker is not None:
             await broker.close()

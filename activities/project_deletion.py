@@ -182,7 +182,7 @@ class ProjectDeletionActivities:
 
     @activity.defn(name="project_deletion_remove_workspace")
     async def remove_workspace(self, data: DeletionRef) -> WorkspaceRemoved:
-        """The workspace in this worker's data dir (API writes mirror into it on one machine)."""
+        """The workspace in this worker's data dir (its agent's, when the agent runs in it)."""
         project_id = UUID(data.project_id)
         path = workspace_dir(self._data_dir, project_id)
         async with beating(1.0):

@@ -9,6 +9,12 @@ grant works once. Routes:
 | `WS /v1/terminal` | terminal | a shell in the grant's container (agent/terminal.py) |
 | `* /v1/preview/<path>` | preview | HTTP to `127.0.0.1:<port>/<path>` on this host, streamed |
 | `WS /v1/preview/<path>` | preview | WebSocket to `ws://127.0.0.1:<port>/<path>`, relayed |
+| `POST /v1/workspace/sync` | workspace | the grant's project's `paths` into its workspace here |
+
+The sync takes `{"paths": [...]}` (null: every path) and answers `{"conflicts": [{"path",
+"kind"}]}`, what the workspace refused. While serving, the agent also keeps this host's
+workspaces in step with PostgreSQL and runs the watcher that imports what programs change in
+them (agent/workspaces.py).
 
 The preview's port is the one the grant names (the API read it from the container's status:
 where Docker published the container's port on this host's loopback). The agent connects to
@@ -18,17 +24,22 @@ loopback only, and only to ports in the kernel's ephemeral range, where Docker p
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 from quart import Quart, Response, request, websocket
+from temporalio.client import Client as TemporalClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from agent.grants import HEADER, MAX_TTL_S, USED_PREFIX, Grant, GrantError, agent_key, verify
 from agent.proxy import Limits, handshake_headers, http_client, pump_websocket, relay_http
 from agent.terminal import ContainerRefused, TerminalSession, serve_terminal
+from agent.workspace_sync import MAX_PATHS, ROUTE
+from agent.workspaces import HostWorkspaces, open_workspaces
+from files.service import FileSystem
 from store.ephemeral import Ephemeral, open_ephemeral
 from vaporform.config import Config
 
@@ -36,6 +47,7 @@ log = logging.getLogger("vaporform.agent")
 
 EPHEMERAL_KEY = "vaporform.agent.ephemeral"
 HTTP_KEY = "vaporform.agent.http"
+WORKSPACES_KEY = "vaporform.agent.workspaces"
 PREFIX = "/v1/preview"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -57,7 +69,14 @@ def _error(status: int, code: str, message: str) -> Response:
     return response
 
 
-def create_agent_app(config: Config, docker_client: Any) -> Quart:
+def create_agent_app(
+    config: Config,
+    docker_client: Any,
+    *,
+    files: FileSystem | None = None,
+    temporal: TemporalClient | None = None,
+) -> Quart:
+    """`files` and `temporal`: the worker's, when the agent runs in it; else its own."""
     app = Quart("vaporform-agent", static_folder=None)
     app.url_map.merge_slashes = False
     limits = Limits(
@@ -76,9 +95,13 @@ def create_agent_app(config: Config, docker_client: Any) -> Quart:
     async def _start() -> None:
         app.extensions[EPHEMERAL_KEY] = open_ephemeral(config.redis_url, config.redis_prefix)
         app.extensions[HTTP_KEY] = http_client(limits)
+        app.extensions[WORKSPACES_KEY] = await open_workspaces(config, files, temporal)
 
     @app.after_serving
     async def _stop() -> None:
+        workspaces = app.extensions.pop(WORKSPACES_KEY, None)
+        if workspaces is not None:
+            await workspaces[1]()
         found: Ephemeral | None = app.extensions.pop(EPHEMERAL_KEY, None)
         if found is not None:
             await found.close()
@@ -128,6 +151,25 @@ def create_agent_app(config: Config, docker_client: Any) -> Quart:
         await websocket.accept()
         await serve_terminal(session)
         return None
+
+    @app.post(ROUTE)
+    async def workspace_sync() -> Any:
+        try:
+            grant = await granted(request.headers, "workspace")
+        except GrantError as exc:
+            return _error(401, "invalid_grant", str(exc)[:200])
+        body = await request.get_json(silent=True)
+        paths = body.get("paths") if isinstance(body, dict) else None
+        valid = paths is None or (
+            isinstance(paths, list)
+            and len(paths) <= MAX_PATHS
+            and all(isinstance(p, str) for p in paths)
+        )
+        if not isinstance(body, dict) or not valid:
+            return _error(400, "bad_request", "expected {paths: [string] or null}")
+        host: HostWorkspaces = app.extensions[WORKSPACES_KEY][0]
+        conflicts = await host.sync(uuid.UUID(grant.project_id), paths)
+        return {"conflicts": [{"path": c.path, "kind": c.kind} for c in conflicts]}
 
     @app.route(PREFIX, methods=METHODS, provide_automatic_options=False)
     @app.route(PREFIX + "/", methods=METHODS, provide_automatic_options=False)

@@ -5,10 +5,10 @@ agents hold: `VAPORFORM_AGENT_SECRET`, or else a key derived from the JWT secret
 (so one machine needs no second secret, and a grant is never an access token nor an access
 token a grant: another key and another audience). Claims:
 
-    sub      the user it was minted for (logs only)
+    sub      the user it was minted for (logs only; "api" for a workspace sync)
     project  the project id
-    container  the container id the terminal or preview is in
-    purpose  "terminal" | "preview"
+    container  the container id the terminal or preview is in (a sync: the one running)
+    purpose  "terminal" | "preview" | "workspace" (bring committed paths to the workspace)
     port     preview only: the port on the Docker host's 127.0.0.1 to connect to
     jti      single use: the agent counts it in the ephemeral store and refuses a second use
     iat/nbf/exp  exp - iat <= 30 s
@@ -31,7 +31,7 @@ from vaporform.config import Config
 AUDIENCE = "agent"
 PREVIEW_AUDIENCE = "preview"
 MAX_TTL_S = 30
-PURPOSES = ("terminal", "preview")
+PURPOSES = ("terminal", "preview", "workspace")
 HEADER = "X-Vaporform-Grant"
 # `agent-grant:<jti>` in the ephemeral store: a grant that was used.
 USED_PREFIX = "agent-grant:"

@@ -8,9 +8,11 @@ from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
+from temporalio.client import Client
 
 from agent.app import create_agent_app
 from agent.proxy import proxy_server_config
+from files.service import FileSystem
 from vaporform.config import Config
 
 log = logging.getLogger("vaporform.agent")
@@ -25,16 +27,25 @@ def agent_hypercorn_config(config: Config, *, quiet: bool = False) -> HypercornC
 
 
 async def serve_agent(
-    config: Config, docker_client: Any, stop: asyncio.Event, *, quiet: bool = False
+    config: Config,
+    docker_client: Any,
+    stop: asyncio.Event,
+    *,
+    files: FileSystem | None = None,
+    temporal: Client | None = None,
+    quiet: bool = False,
 ) -> None:
-    """Serve until `stop` is set."""
-    app = create_agent_app(config, docker_client)
+    """Serve until `stop` is set. In the worker, `files` and `temporal` are the worker's (its
+    pool and blob store); alone, the agent makes its own from `config`."""
+    app = create_agent_app(config, docker_client, files=files, temporal=temporal)
     log.info("agent listening", extra={"address": f"{config.agent.host}:{config.agent.port}"})
     await serve(app, agent_hypercorn_config(config, quiet=quiet), shutdown_trigger=stop.wait)
 
 
 async def run_agent(config: Config) -> int:
-    """`vaporform agent`: the Docker engine of this host (DOCKER_HOST or the local socket)."""
+    """`vaporform agent`: the Docker engine of this host (DOCKER_HOST or the local socket), and
+    its workspaces under the data dir (PostgreSQL, the blob store, Redis and Temporal as
+    configured)."""
     import signal
 
     import docker

@@ -1,10 +1,12 @@
-"""The file system and the blob store the configuration names, built for the API, the worker
-and the command line (store/ takes plain values and knows nothing of the configuration)."""
+"""The file system and the blob store the configuration names, built for the API, the worker,
+the agent and the command line (store/ takes plain values and knows nothing of the
+configuration)."""
 
 from __future__ import annotations
 
 import asyncpg
 
+from files.mirror import WorkspaceSync
 from files.model import Limits
 from files.service import FileSystem, Notifier
 from store.blobs import BlobStore, LocalBlobStore
@@ -30,7 +32,20 @@ def build_blob_store(config: Config) -> BlobStore:
 
 
 def build_filesystem(
-    config: Config, pool: asyncpg.Pool, *, notifier: Notifier | None = None
+    config: Config,
+    pool: asyncpg.Pool,
+    *,
+    notifier: Notifier | None = None,
+    workspace_sync: WorkspaceSync | None = None,
 ) -> FileSystem:
+    """With `workspace_sync` (the API: agent/workspace_sync.py) committed changes go there and
+    no workspace is kept here; without, the workspaces are under the data dir (a Docker host)."""
     limits = Limits(max_file_bytes=config.max_file_bytes, max_files=config.max_files_per_project)
-    return FileSystem(pool, build_blob_store(config), config.data_dir, limits, notifier=notifier)
+    return FileSystem(
+        pool,
+        build_blob_store(config),
+        config.data_dir,
+        limits,
+        notifier=notifier,
+        workspace_sync=workspace_sync,
+    )

@@ -1,11 +1,11 @@
 """The project file system: versioned files over PostgreSQL + blobs, mirrored to a workspace.
 
-Every write is a new version (files/versions.py), checked against the limits in
-files/budget.py and written through to the workspace by files/mirror.py. Writers of a project
-share a lock that the workspace importer takes exclusively, so an import never sees a write
-half-applied to the workspace; all writers share a lock that blob garbage collection takes
-exclusively, so GC never deletes a blob whose version is about to be committed (both locks:
-store/locks.py)."""
+Every write is a new version (files/versions.py), checked against the limits in files/budget.py;
+once committed, its paths go to the workspace: through the agent of the container's host (the
+API's, agent/workspace_sync.py) or to one on this host (files/mirror.py). Writers of a project
+share a lock that the mirror takes exclusively, so it never sees a write half committed; all
+writers share a lock that blob garbage collection takes exclusively, so GC never deletes a blob
+whose version is about to be committed (both locks: store/locks.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from uuid import UUID
 
 import asyncpg
 
+from files import workspace as copies
 from files.budget import FileBudget, StorageCheck, check_size
 from files.errors import (
     FileNotFound,
@@ -29,7 +30,7 @@ from files.errors import (
     checked_path,
 )
 from files.locks import ProjectLock
-from files.mirror import WorkspaceMirror
+from files.mirror import Reconciled, WorkspaceMirror, WorkspaceSync
 from files.model import ChangeEvent, FileContent, Limits, SyncReport, WriteResult, classify
 from files.paths import is_under, language_of
 from files.versions import write_version
@@ -43,8 +44,9 @@ log = logging.getLogger("vaporform.files")
 # An audit event names at most this many files (an archive import may write thousands).
 AUDITED_FILES = 100
 
-
 Notifier = Callable[[ChangeEvent], Awaitable[None]]
+Paths = Sequence[str] | None  # None: every path
+Refusals = list[copies.WorkspaceConflict]  # what the workspace refused
 
 
 class FileSystem:
@@ -57,7 +59,10 @@ class FileSystem:
         *,
         workspace_uid: int | None = 1000,
         notifier: Notifier | None = None,
+        workspace_sync: WorkspaceSync | None = None,
     ) -> None:
+        # `workspace_sync`: where committed paths go (the API's: to the agents); None: to the
+        # workspaces under `data_dir`, kept here (a Docker host's).
         self.pool = pool
         self.blobs = blobs
         self.data_dir = data_dir
@@ -65,7 +70,10 @@ class FileSystem:
         # Files in the workspace belong to the container's user so programs there can edit them.
         self.workspace_uid = workspace_uid if os.geteuid() == 0 else None
         self.notifier = notifier
-        self.mirror = WorkspaceMirror(pool, blobs, data_dir, self.limits, self.workspace_uid)
+        self.workspace_sync = workspace_sync
+        self.mirror: WorkspaceMirror | None = None
+        if workspace_sync is None:
+            self.mirror = WorkspaceMirror(pool, blobs, data_dir, self.limits, self.workspace_uid)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -193,39 +201,34 @@ class FileSystem:
             seen.add(path)
             check_size(path, content, self.limits.max_file_bytes)
         bases = base_versions or {}
-        async with self._writing(project_id) as conn:
-            async with conn.transaction():
-                await locks.share_gc_lock(conn)
-                storage = await StorageCheck.begin(conn, project_id)
-                digests = await self._store_blobs([content for _, content in checked])
-                budget = FileBudget()
-                results = [
-                    await write_version(
-                        conn,
-                        project_id,
-                        path,
-                        content,
-                        digest,
-                        budget=budget,
-                        max_files=self.limits.max_files,
-                        author_id=author_id,
-                        author_kind=author_kind,
-                        message=message,
-                        base_version=bases.get(path),
-                    )
-                    for (path, content), digest in zip(checked, digests, strict=True)
-                ]
-                if storage is not None:
-                    await storage.finish(conn)
-                if audit is not None:
-                    written = [{"path": r.path, "version": r.version} for r in results]
-                    await audit_log.append(conn, _naming(audit, "files", written))
-            conflicts = await self.mirror.write(
-                conn,
-                project_id,
-                [item for item, result in zip(checked, results, strict=True) if result.changed],
-            )
+        async with self._writing(project_id) as conn, conn.transaction():
+            await locks.share_gc_lock(conn)
+            storage = await StorageCheck.begin(conn, project_id)
+            digests = await self._store_blobs([content for _, content in checked])
+            budget = FileBudget()
+            results = [
+                await write_version(
+                    conn,
+                    project_id,
+                    path,
+                    content,
+                    digest,
+                    budget=budget,
+                    max_files=self.limits.max_files,
+                    author_id=author_id,
+                    author_kind=author_kind,
+                    message=message,
+                    base_version=bases.get(path),
+                )
+                for (path, content), digest in zip(checked, digests, strict=True)
+            ]
+            if storage is not None:
+                await storage.finish(conn)
+            if audit is not None:
+                written = [{"path": r.path, "version": r.version} for r in results]
+                await audit_log.append(conn, _naming(audit, "files", written))
         changed = [r.path for r in results if r.changed]
+        conflicts = await self._to_workspace(project_id, changed)
         if changed:
             await self._notify(project_id, changed, author_kind)
         if conflicts:
@@ -244,15 +247,14 @@ class FileSystem:
         audit: audit_log.Entry | None = None,
     ) -> None:
         path = checked_path(path)
-        async with self._writing(project_id) as conn:
-            async with conn.transaction():
-                row = await files.get(conn, project_id, path, for_update=True)
-                if row is None or row.deleted_at is not None:
-                    raise FileNotFound(f"{path} does not exist")
-                await files.mark_deleted(conn, row.id)
-                if audit is not None:
-                    await audit_log.append(conn, replace(audit, target=audit.target or path))
-            conflicts = await self.mirror.remove(project_id, path)
+        async with self._writing(project_id) as conn, conn.transaction():
+            row = await files.get(conn, project_id, path, for_update=True)
+            if row is None or row.deleted_at is not None:
+                raise FileNotFound(f"{path} does not exist")
+            await files.mark_deleted(conn, row.id)
+            if audit is not None:
+                await audit_log.append(conn, replace(audit, target=audit.target or path))
+        conflicts = await self._to_workspace(project_id, [path])
         await self._notify(project_id, (path,), author_kind)
         if conflicts:
             raise WorkspaceConflict(conflicts)
@@ -293,31 +295,31 @@ class FileSystem:
         source, target = checked_path(source), checked_path(target)
         if source == target or is_under(target, source):
             raise PathConflict("cannot move a path onto or into itself")
-        async with self._writing(project_id) as conn:
-            async with conn.transaction():
-                single = await files.get(conn, project_id, source, for_update=True)
-                if single is not None and single.deleted_at is None:
-                    moving = [single]
-                else:
-                    moving = await files.live(conn, project_id, source + "/")
-                if not moving:
-                    raise FileNotFound(f"{source} does not exist")
-                pairs = [(row.path, target + row.path[len(source) :]) for row in moving]
-                for _, new_path in pairs:
-                    checked_path(new_path)
-                for row, (_, new_path) in zip(moving, pairs, strict=True):
-                    existing = await files.get(conn, project_id, new_path, for_update=True)
-                    if existing is not None:
-                        if existing.deleted_at is None:
-                            raise PathConflict(f"{new_path} already exists", path=new_path)
-                        # A deleted file there gives way; its history goes with it.
-                        await files.delete_row(conn, existing.id)
-                    await files.rename(conn, row.id, new_path)
-                if audit is not None:
-                    moved = [{"from": old, "to": new} for old, new in pairs]
-                    await audit_log.append(conn, _naming(audit, "moved", moved))
-            conflicts = await self.mirror.move(project_id, pairs)
-        await self._notify(project_id, tuple(p for pair in pairs for p in pair), "user")
+        async with self._writing(project_id) as conn, conn.transaction():
+            single = await files.get(conn, project_id, source, for_update=True)
+            if single is not None and single.deleted_at is None:
+                moving = [single]
+            else:
+                moving = await files.live(conn, project_id, source + "/")
+            if not moving:
+                raise FileNotFound(f"{source} does not exist")
+            pairs = [(row.path, target + row.path[len(source) :]) for row in moving]
+            for _, new_path in pairs:
+                checked_path(new_path)
+            for row, (_, new_path) in zip(moving, pairs, strict=True):
+                existing = await files.get(conn, project_id, new_path, for_update=True)
+                if existing is not None:
+                    if existing.deleted_at is None:
+                        raise PathConflict(f"{new_path} already exists", path=new_path)
+                    # A deleted file there gives way; its history goes with it.
+                    await files.delete_row(conn, existing.id)
+                await files.rename(conn, row.id, new_path)
+            if audit is not None:
+                moved = [{"from": old, "to": new} for old, new in pairs]
+                await audit_log.append(conn, _naming(audit, "moved", moved))
+        touched = [p for pair in pairs for p in pair]
+        conflicts = await self._to_workspace(project_id, touched)
+        await self._notify(project_id, touched, "user")
         if conflicts:
             raise WorkspaceConflict(conflicts)
         return pairs
@@ -325,28 +327,45 @@ class FileSystem:
     # -- the workspace mirror --------------------------------------------------------------
 
     def workspace(self, project_id: UUID) -> Path:
-        return self.mirror.root(project_id)
+        return copies.workspace_dir(self.data_dir, project_id)
+
+    async def reconcile_workspace(
+        self, project_id: UUID, paths: Paths = None, *, create: bool = False
+    ) -> Reconciled:
+        """Bring `paths` (None: all) of the workspace here and PostgreSQL in step
+        (files/mirror.py); what programs changed is imported and announced (`container`)."""
+        if self.mirror is None:
+            raise RuntimeError("this file system keeps no workspaces")
+        done = await self.mirror.reconcile(project_id, paths, create=create)
+        if done.changed:
+            await self._notify(project_id, done.changed, "container")
+        return done
 
     async def materialise(self, project_id: UUID) -> int:
-        """Write every live file into the workspace (after a restart, or a new machine)."""
-        return await self.mirror.materialise(project_id)
+        """Make the workspace and bring it in step; how many files were written into it."""
+        return (await self.reconcile_workspace(project_id, create=True)).written
 
-    async def sync_from_workspace(
-        self, project_id: UUID, paths: Sequence[str] | None = None
-    ) -> SyncReport:
-        """Import what programs changed in the workspace as versions by the author `container`.
-
-        `paths` limits the scan to those (as reported by a watcher); None scans everything.
-        """
-        report, changed = await self.mirror.import_changes(project_id, paths)
-        if changed:
-            await self._notify(project_id, changed, "container")
-        return report
+    async def sync_from_workspace(self, project_id: UUID, paths: Paths = None) -> SyncReport:
+        """What programs changed in `paths` (None: all), imported; the workspace in step."""
+        return (await self.reconcile_workspace(project_id, paths)).report
 
     # -- internals -------------------------------------------------------------------------
 
     def _writing(self, project_id: UUID) -> ProjectLock:
         return ProjectLock(self.pool, project_id, exclusive=False)
+
+    async def _to_workspace(self, project_id: UUID, paths: Sequence[str]) -> Refusals:
+        """Committed `paths` to the workspace, once the writer's lock is let go; what it
+        refused. A failure loses nothing: the agents also hear of every change."""
+        if not paths:
+            return []
+        try:
+            if self.workspace_sync is not None:
+                return await self.workspace_sync(project_id, paths)
+            return (await self.reconcile_workspace(project_id, paths, create=True)).conflicts
+        except Exception:
+            log.exception("could not bring a change to the workspace", extra={"paths": paths})
+            return []
 
     async def _store_blobs(self, contents: list[bytes]) -> list[str]:
         """Store blobs a few at a time in threads: each write waits on its own fsync."""

@@ -1,8 +1,9 @@
 """Watch the workspaces of this machine and report what programs changed in them.
 
-Runs in the worker, beside the Docker engine whose containers write into the workspaces.
-Each batch of changes is grouped by project and handed on (to the versioning workflow, which
-imports them as versions by the author `container`).
+Runs in the agent of the Docker host (agent/workspaces.py), beside the engine whose containers
+write into the workspaces. Each batch of changes is grouped by project and handed on; the agent
+reconciles those paths (files/mirror.py), which imports them as versions by the author
+`container`.
 
 The workspaces belong to hostile programs, so this is inotify driven directly (Linux only,
 through ctypes) rather than through a general-purpose watcher: those follow symbolic links
@@ -242,7 +243,7 @@ async def watch_workspaces(
 ) -> None:
     """Report changes until `stop` is set; `ready` is set once the watch is in place.
 
-    Changes made while nothing watched (the worker was down) are caught by one full scan of
+    Changes made while nothing watched (the agent was down) are caught by one full scan of
     every workspace as soon as the watch is in place.
     """
     root.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import uuid
 from quart import Quart, Response, g, request
 from temporalio.client import Client as TemporalClient
 
+from agent.workspace_sync import AgentWorkspaceSync
 from collab.broker import open_broker
 from collab.files import FileSystemFiles
 from collab.hub import Hub
@@ -55,6 +56,7 @@ log = logging.getLogger("vaporform.web")
 
 # A client's request id is echoed only if it is short and plain; anything else is replaced.
 ANNOUNCER_KEY = "vaporform.announcer"
+WORKSPACE_SYNC_KEY = "vaporform.workspace_sync"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -134,7 +136,17 @@ def create_app(config: Config) -> Quart:
         announcer = Announcer(signal)
         announcer.start()
         app.extensions[ANNOUNCER_KEY] = announcer
-        files = build_filesystem(config, pool)
+        containers = ContainerClient.from_settings(
+            temporal,
+            config.task_queue,
+            config.containers,
+            agent_url=config.agent.url_for(config.containers.docker_queue),
+        )
+        # The API keeps no workspace: committed changes go to the agent of the container's
+        # host (agent/workspace_sync.py).
+        workspace_sync = AgentWorkspaceSync(containers, config)
+        app.extensions[WORKSPACE_SYNC_KEY] = workspace_sync
+        files = build_filesystem(config, pool, workspace_sync=workspace_sync)
         hub = await open_collab(config, files, tracing)
 
         async def files_changed(event: ChangeEvent) -> None:
@@ -159,12 +171,7 @@ def create_app(config: Config) -> Quart:
             ),
             files=files,
             collab=hub,
-            containers=ContainerClient.from_settings(
-                temporal,
-                config.task_queue,
-                config.containers,
-                agent_url=config.agent.url_for(config.containers.docker_queue),
-            ),
+            containers=containers,
         )
 
     @app.after_serving
@@ -176,6 +183,9 @@ def create_app(config: Config) -> Quart:
         announcer: Announcer | None = app.extensions.pop(ANNOUNCER_KEY, None)
         if announcer is not None:
             await announcer.close()
+        workspace_sync: AgentWorkspaceSync | None = app.extensions.pop(WORKSPACE_SYNC_KEY, None)
+        if workspace_sync is not None:
+            await workspace_sync.close()
         found: Services | None = app.extensions.pop(EXTENSION_KEY, None)
         if found is not None:
             metrics.untrack_pool(found.pool)

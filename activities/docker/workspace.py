@@ -2,7 +2,7 @@
 warm pool member's slot folder when the project claims that member.
 
 These are async activities on the Docker host's queue: they need the file system (PostgreSQL,
-the blob store) to take the project's workspace lock and to write the project's files out.
+the blob store) to take the project's workspace lock and to bring the project's files in.
 
 Adoption, in the order a crash can interrupt and a retry resume (the slot folder is the inode
 the member has bind-mounted at `/workspace`; a rename keeps the mount):
@@ -12,8 +12,10 @@ the member has bind-mounted at `/workspace`; a rename keeps the mount):
    existing workspace folder, if any, is renamed aside (`<slot>.previous`), the slot folder is
    renamed to the workspace path, and the entries of the old folder are moved into it; a
    retry picks up from whichever of these three folders exist;
-3. when the workspace had no files, every file of the project is written into it
-   (`FileSystem.materialise`), so the container sees them.
+3. the workspace is brought in step with PostgreSQL (`FileSystem.materialise`, the mirror's
+   full reconcile, files/mirror.py), so the container sees every file as committed: what
+   changed while no container ran here is written, and what a program changed that the
+   watcher has not imported yet is imported rather than written over.
 
 The watcher reports paths under the workspaces root by name, so the moves look to it like
 files that changed in place: an import reads the real files and finds them unchanged.
@@ -106,10 +108,10 @@ class ContainerWorkspaceActivities:
         async with ProjectLock(self._files.pool, project_id, exclusive=True):
             yield
 
-    async def _materialise_if_empty(self, project_id: UUID, empty: bool) -> None:
-        # Only an empty workspace is filled: writing over a live one could undo a change a
-        # program just made that the watcher has not imported yet.
-        if empty and self._files is not None:
+    async def _materialise(self, project_id: UUID) -> None:
+        # Safe on a workspace in use too: the mirror imports a program's change it finds
+        # rather than writing over it.
+        if self._files is not None:
             async with beating():
                 await self._files.materialise(project_id)
 
@@ -118,18 +120,16 @@ class ContainerWorkspaceActivities:
         project_id = UUID(data.project_id)
         path = workspace_dir(self._data_dir, project_id)
 
-        def prepare() -> bool:
+        def prepare() -> None:
             path.mkdir(parents=True, exist_ok=True)
             # The container runs as uid 1000; the directory must be its own to be writable.
             if os.geteuid() == 0:
                 os.chown(path, RUNTIME_UID, RUNTIME_UID)
-            return _is_empty(path)
 
         async with self._workspace_lock(project_id):
-            empty = await asyncio.to_thread(prepare)
-        # An empty folder next to files in the database would read as "all deleted" to the
-        # next full scan: write the files out before anything runs in it.
-        await self._materialise_if_empty(project_id, empty)
+            await asyncio.to_thread(prepare)
+        # Before anything runs in it: the files as committed, changes made meanwhile included.
+        await self._materialise(project_id)
         return WorkspaceOutput(path=str(path))
 
     @activity.defn(name="docker_adopt_pooled")
@@ -139,8 +139,8 @@ class ContainerWorkspaceActivities:
         slot = slot_dir(self._data_dir, data.member.slot_id)
         workspace = workspace_dir(self._data_dir, project_id)
         async with self._workspace_lock(project_id):
-            empty = await asyncio.to_thread(swap_in_slot, slot, workspace)
-        await self._materialise_if_empty(project_id, empty)
+            await asyncio.to_thread(swap_in_slot, slot, workspace)
+        await self._materialise(project_id)
         return info
 
     def _rename(self, data: AdoptInput) -> ContainerInfo:

@@ -4,7 +4,6 @@ reconciliation of pool members, draining. Real Docker engine, real Temporal dev 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -17,6 +16,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 
 from activities.docker.pool import slots_root
+from files.service import FileSystem
 from files.workspace import workspace_dir, workspaces_root
 from tests.conftest import Server, serving
 from tests.containers.ai_ensure import ensure_the_ai_way
@@ -102,6 +102,7 @@ async def test_claim_makes_the_slot_the_workspace(
     pool: WorkflowHandle[Any, Any],
     docker_client: docker.DockerClient,
     pool_config: Config,
+    files: FileSystem,
 ) -> None:
     before = await full(pool)
     owner = await register(api, "owner")
@@ -113,7 +114,9 @@ async def test_claim_makes_the_slot_the_workspace(
     )
     assert put.status_code == 201, put.text
     workspace = workspace_dir(pool_config.data_dir, uuid.UUID(pid))
-    assert (workspace / "src" / "hello.txt").exists()  # mirrored on write
+    # The workspace an earlier container of the project left on this host.
+    await files.materialise(uuid.UUID(pid))
+    assert (workspace / "src" / "hello.txt").exists()
     (workspace / "scratch.bin").write_bytes(b"not a version, kept anyway")
 
     base = f"/api/v1/projects/{pid}/container"
@@ -183,7 +186,7 @@ async def test_empty_workspace_is_materialised_and_watched(
     )
     assert put.status_code == 201
     workspace = workspace_dir(pool_config.data_dir, uuid.UUID(pid))
-    shutil.rmtree(workspace)
+    assert not workspace.exists()  # the API keeps none: the start makes it
 
     seen: list[tuple[str, list[str] | None]] = []
     stop, ready = asyncio.Event(), asyncio.Event()

@@ -17,7 +17,7 @@ from collab.broker import RedisBroker
 from collab.channels import files_channel
 from files.factory import build_filesystem
 from files.workspace import workspace_dir, workspaces_root
-from store import db, files
+from store import db
 from tests.conftest import REDIS_URL
 from tests.support import Account, create_project, register, wait_until
 from vaporform.config import Config
@@ -40,18 +40,33 @@ async def _put(http: httpx.AsyncClient, who: Account, pid: str, path: str, text:
     return int(response.json()["version"])
 
 
-async def test_api_writes_reach_the_workspace(http: httpx.AsyncClient, data_dir: Path) -> None:
+async def test_api_writes_reach_the_workspace(
+    http: httpx.AsyncClient, config: Config, data_dir: Path
+) -> None:
+    """The API keeps no workspace (no container runs here, so no agent is asked); a host that
+    has one brings each change in by reconciling the paths announced (agent/workspaces.py)."""
     owner, pid = await _project(http)
     await _put(http, owner, pid, "src/main.py", "print('hi')\n")
     root = workspace_dir(data_dir, uuid.UUID(pid))
-    assert (root / "src/main.py").read_text() == "print('hi')\n"
-    await http.post(
-        f"/api/v1/projects/{pid}/fs/move", json={"from": "src", "to": "lib"}, headers=owner.headers
-    )
-    assert (root / "lib/main.py").exists()
-    assert not (root / "src/main.py").exists()
-    await http.delete(f"/api/v1/projects/{pid}/files/lib/main.py", headers=owner.headers)
-    assert not (root / "lib/main.py").exists()
+    assert not root.exists()
+    pool = await db.create_pool(config.database_url, min_size=1, max_size=2)
+    try:
+        host = build_filesystem(config, pool)
+        await host.materialise(uuid.UUID(pid))
+        assert (root / "src/main.py").read_text() == "print('hi')\n"
+        await http.post(
+            f"/api/v1/projects/{pid}/fs/move",
+            json={"from": "src", "to": "lib"},
+            headers=owner.headers,
+        )
+        await host.reconcile_workspace(uuid.UUID(pid), ["src/main.py", "lib/main.py"])
+        assert (root / "lib/main.py").exists()
+        assert not (root / "src/main.py").exists()
+        await http.delete(f"/api/v1/projects/{pid}/files/lib/main.py", headers=owner.headers)
+        await host.reconcile_workspace(uuid.UUID(pid), ["lib/main.py"])
+        assert not (root / "lib/main.py").exists()
+    finally:
+        await pool.close()
 
 
 async def test_container_changes_become_versions(
@@ -61,6 +76,12 @@ async def test_container_changes_become_versions(
     await _put(http, owner, pid, "keep.txt", "one")
     await _put(http, owner, pid, "doomed.txt", "bye")
     root = workspace_dir(data_dir, uuid.UUID(pid))
+    pool = await db.create_pool(config.database_url, min_size=1, max_size=2)
+    try:
+        # What a container start does on its host.
+        await build_filesystem(config, pool).materialise(uuid.UUID(pid))
+    finally:
+        await pool.close()
     stop = asyncio.Event()
 
     async def report(project_id: str, paths: list[str] | None) -> None:
@@ -192,7 +213,14 @@ async def test_gc_never_deletes_a_referenced_blob(config: Config, http: httpx.As
         assert await gc >= 1
         conn: asyncpg.Connection = await db.connect(config.database_url)
         try:
-            referenced = await files.referenced_digests(conn)
+            # This project's: other tests of the session keep their blobs in stores of their
+            # own (another data dir, S3) and share this database.
+            rows = await conn.fetch(
+                "SELECT DISTINCT v.sha256 FROM file_versions v JOIN files f ON f.id = v.file_id"
+                " WHERE f.project_id = $1",
+                project_id,
+            )
+            referenced = {r["sha256"] for r in rows}
         finally:
             await conn.close()
         missing = [d for d in referenced if not await fs.blobs.exists(d)]

@@ -308,6 +308,7 @@ async def test_record_versioning_batches(
     await wait_until(lambda: settled_with(3), timeout=30, what="the debounced batch")
 
     workspace = workspace_dir(data_dir, uuid.UUID(pid))
+    workspace.mkdir(parents=True, exist_ok=True)  # the API keeps none; a container start would
     (workspace / "made-in-container.txt").write_text("four")
     queue = config.task_queue
     await signal_files_changed(temporal_client, queue, pid, ["made-in-container.txt"], "workspace")

@@ -224,7 +224,7 @@ async def test_deleting_a_project_removes_everything_it_left(
 
 
 async def test_deleting_again_finds_nothing_left(
-    http: httpx.AsyncClient, temporal_client: Client, container_config: Config
+    http: httpx.AsyncClient, temporal_client: Client, container_config: Config, files: FileSystem
 ) -> None:
     """A project that never had a container; then the deletion runs twice more, once started
     directly and once from a second outbox item: both complete and change nothing."""
@@ -232,6 +232,7 @@ async def test_deleting_again_finds_nothing_left(
     pid = (await create_project(http, owner))["id"]
     await _put(http, owner, pid, "a.txt", "only in the database and the workspace\n")
     workspace = workspace_dir(container_config.data_dir, uuid.UUID(pid))
+    await files.materialise(uuid.UUID(pid))  # the API makes none; a host's mirror does
     assert workspace.is_dir()
     began = time.monotonic()
     assert (await http.delete(f"/api/v1/projects/{pid}", headers=owner.headers)).status_code == 202
