@@ -36,16 +36,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from agent.grants import HEADER, agent_key, mint
 from bench.stack import ME, free_port, running_stack
-from bench.stats import percentile
+from bench.stats import p50_p99_line
 from vaporform.config import load_config
 from vaporform.images import ensure_built
-
-
-def line(what: str, samples: list[float]) -> str:
-    return (
-        f"{what:<58} n={len(samples):<4} p50 {percentile(samples, 50):7.2f} ms"
-        f"   p99 {percentile(samples, 99):7.2f} ms"
-    )
 
 
 async def keystrokes(ws: ClientConnection, count: int) -> list[float]:
@@ -169,8 +162,8 @@ async def measure(base: str, config: object, preview_port: int, keys: int, reque
                 await quiet(ws)
                 await keystrokes(ws, 20)
                 direct = await keystrokes(ws, keys)
-            print(line("terminal keystroke echo, browser -> API -> agent", via_api))
-            print(line("terminal keystroke echo, straight to the agent", direct))
+            print(p50_p99_line("terminal keystroke echo, browser -> API -> agent", via_api))
+            print(p50_p99_line("terminal keystroke echo, straight to the agent", direct))
 
             opened = await http.post(
                 f"/api/v1/projects/{pid}/previews", json={"port": 3000}, headers=headers
@@ -197,7 +190,9 @@ async def measure(base: str, config: object, preview_port: int, keys: int, reque
                     assert answer.status_code == 200, answer.text
                     if index >= 20:
                         samples.append((time.perf_counter() - t0) * 1000)
-            print(line("preview GET /, browser -> preview origin -> agent -> port", samples))
+            print(
+                p50_p99_line("preview GET /, browser -> preview origin -> agent -> port", samples)
+            )
             host_port = status["ports"]["3000"]
             async with httpx.AsyncClient(timeout=30) as client:
                 via_agent, floor = [], []
@@ -222,8 +217,10 @@ async def measure(base: str, config: object, preview_port: int, keys: int, reque
                     if index >= 20:
                         via_agent.append((t1 - t0) * 1000)
                         floor.append((t2 - t1) * 1000)
-            print(line("preview GET /, straight to the agent (grant per request)", via_agent))
-            print(line("preview GET /, straight to the published port (floor)", floor))
+            print(
+                p50_p99_line("preview GET /, straight to the agent (grant per request)", via_agent)
+            )
+            print(p50_p99_line("preview GET /, straight to the published port (floor)", floor))
             print(json.dumps({"loadavg": Path("/proc/loadavg").read_text().split()[:3]}))
         finally:
             await http.post(f"{base_c}/stop", headers=headers)

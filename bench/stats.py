@@ -14,6 +14,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def p50_p99_line(what: str, samples: list[float]) -> str:
+    """One line of a latency report: what, how many, p50 and p99 in milliseconds."""
+    return (
+        f"{what:<58} n={len(samples):<4} p50 {percentile(samples, 50):7.2f} ms"
+        f"   p99 {percentile(samples, 99):7.2f} ms"
+    )
+
+
 async def measure(
     name: str, clients: int, total: int, call: Callable[[int], Awaitable[None]]
 ) -> list[float]:

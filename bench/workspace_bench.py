@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.grants import HEADER, agent_key, mint
 from agent.workspace_sync import ROUTE
 from bench.stack import free_port, running_stack
-from bench.stats import percentile
+from bench.stats import p50_p99_line
 from files.factory import build_blob_store
 from files.model import ChangeEvent
 from files.service import FileSystem
@@ -51,15 +51,8 @@ from vaporform.images import ensure_built
 from vaporform.temporal_setup import signal_files_changed
 
 
-def line(what: str, samples: list[float]) -> str:
-    return (
-        f"{what:<58} n={len(samples):<4} p50 {percentile(samples, 50):7.2f} ms"
-        f"   p99 {percentile(samples, 99):7.2f} ms"
-    )
-
-
 def show(what: str, samples: list[float]) -> None:
-    print(line(what, samples), flush=True)
+    print(p50_p99_line(what, samples), flush=True)
 
 
 async def visible(path: Path, content: bytes, timeout: float = 30) -> float:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -134,3 +137,19 @@ async def create_admin(http: httpx.AsyncClient, config: Config) -> Account:
         access_token=body["access_token"],
         refresh_token=body["refresh_token"],
     )
+
+
+def stop_processes(children: Sequence[subprocess.Popen[bytes]], logs: Mapping[str, Path]) -> None:
+    """SIGTERM every child, wait for each (killing one that takes over 15 s), then fail if a
+    log of theirs holds a traceback."""
+    for child in children:
+        child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    for name, log in logs.items():
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text, f"{name}:\n{text[-3000:]}"

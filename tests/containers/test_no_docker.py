@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.conftest import free_port
 from tests.containers.test_terminal import read_until
-from tests.support import Account, create_project, register, wait_until
+from tests.support import Account, create_project, register, stop_processes, wait_until
 from vaporform.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,17 +124,9 @@ async def stack(
         await wait_until(lambda: answers(previews, 404), timeout=30, what="the preview origin")
         yield found
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        for command in ("api", "previews"):
-            text = (logs / f"{command}.log").read_text(errors="replace")
-            assert "Traceback" not in text, f"{command}:\n{text[-3000:]}"
+        stop_processes(
+            children, {command: logs / f"{command}.log" for command in ("api", "previews")}
+        )
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ version (the agent's watcher).
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 import uuid
@@ -40,6 +39,7 @@ from tests.support import (
     assert_error,
     create_project,
     register,
+    stop_processes,
     wait_until,
 )
 from vaporform.config import Config
@@ -229,17 +229,7 @@ async def apis(host: Host, tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
         await wait_until(answering, timeout=30, what="both API processes")
         yield found
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        for name in ("a", "b"):
-            text = (logs / f"api-{name}.log").read_text(errors="replace")
-            assert "Traceback" not in text, f"api {name}:\n{text[-3000:]}"
+        stop_processes(children, {f"api {name}": logs / f"api-{name}.log" for name in ("a", "b")})
         for api in found:
             # Neither API process ever made a workspace (nor blobs: they are in S3).
             made = sorted(p.name for p in api.data_dir.iterdir())
