@@ -7,6 +7,7 @@ never picks up these jobs. Containers the tests start are removed at the end.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -21,13 +22,15 @@ import worker as worker_module
 from activities.ai.anthropic_provider import AnthropicProvider
 from activities.ai.offline_provider import OfflineProvider
 from activities.ai.provider import Provider
+from agent.serve import serve_agent
 from collab.broker import RedisBroker
 from files.factory import build_filesystem
 from store import db
 from tests.ai.fake_anthropic import FakeAnthropic
 from tests.ai.pyimage import build as build_python_image
-from tests.conftest import REDIS_URL, Server, api_client, serving
+from tests.conftest import REDIS_URL, Server, api_client, free_port, serving
 from tests.docker_cleanup import managed, remove_owned
+from tests.support import wait_until
 from vaporform.config import Config
 from vaporform.settings.ai import AISettings
 
@@ -88,6 +91,8 @@ def ai_config(config: Config, fake: FakeAnthropic, run_id: str, python_image: st
             default_image=python_image,
             health_timeout_s=15,
         ),
+        # This suite's Docker host has an agent of its own (its workspaces, terminals).
+        agent=replace(config.agent, host="127.0.0.1", port=free_port()),
     )
 
 
@@ -154,19 +159,58 @@ async def docker_worker(
     ai_config: Config,
     executor: ThreadPoolExecutor,
 ) -> AsyncIterator[None]:
-    async with worker_module.build_docker_worker(
-        temporal_client,
-        docker_client,
-        ai_config.data_dir,
-        ai_config.containers.docker_queue,
-        executor,
-    ):
+    # With the file service, as a Docker host's worker has it: a container's workspace is
+    # brought in step with PostgreSQL when it starts (the API writes no workspace).
+    pool = await db.create_pool(ai_config.database_url, min_size=1, max_size=3)
+    try:
+        async with worker_module.build_docker_worker(
+            temporal_client,
+            docker_client,
+            ai_config.data_dir,
+            ai_config.containers.docker_queue,
+            executor,
+            build_filesystem(ai_config, pool),
+        ):
+            yield
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def ai_agent(
+    temporal_client: Client, docker_client: docker.DockerClient, ai_config: Config
+) -> AsyncIterator[None]:
+    """The agent of this suite's Docker host: what the API writes while a container runs
+    reaches its workspace through it, as a program's writes come back."""
+    stop = asyncio.Event()
+    pool = await db.create_pool(ai_config.database_url, min_size=1, max_size=3)
+    files = build_filesystem(ai_config, pool)
+    task = asyncio.create_task(
+        serve_agent(
+            ai_config, docker_client, stop, files=files, temporal=temporal_client, quiet=True
+        )
+    )
+    url = ai_config.agent.default_url + "/healthz"
+
+    async def answers() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=2) as http:
+                return (await http.get(url)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        await wait_until(answers, timeout=15, what="the agent")
         yield
+    finally:
+        stop.set()
+        await task
+        await pool.close()
 
 
 @pytest.fixture(scope="session")
 async def ai_server(
-    ai_config: Config, ai_worker: None, docker_worker: None
+    ai_config: Config, ai_worker: None, docker_worker: None, ai_agent: None
 ) -> AsyncIterator[Server]:
     async with serving(ai_config) as found:
         yield found
@@ -174,7 +218,7 @@ async def ai_server(
 
 @pytest.fixture(scope="session")
 async def offline_server(
-    offline_config: Config, offline_worker: None, docker_worker: None
+    offline_config: Config, offline_worker: None, docker_worker: None, ai_agent: None
 ) -> AsyncIterator[Server]:
     async with serving(offline_config) as found:
         yield found
