@@ -16,7 +16,7 @@ rows), and every transaction committed in the database per second (bench/db_acti
     python bench/collab_bench.py                     # every scenario on a throwaway stack
     python bench/collab_bench.py --only closed-1x10 --seconds 10
     python bench/collab_bench.py --only closed-250x4-one-project   # 1000 people, one project
-    python bench/collab_bench.py --idle 2000         # RSS of the API with idle connections
+    python bench/collab_bench.py --idle 2000         # memory of the API with idle connections
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import connections_bench as connections
 from bench import db_activity
 from bench.stack import running_stack
 from bench.stats import percentile
@@ -361,50 +362,6 @@ async def run(
     return result
 
 
-def api_rss_mib(port: int) -> float | None:
-    """RSS of the API process serving `port` (found through /proc)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        mine = f"VAPORFORM_API_PORT={port}".encode() in environ
-        if b"vaporform.cli" in cmdline and b"api" in cmdline and mine:
-            for line in (proc / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    return None
-
-
-async def idle(url: str, connections: int, per_project: int = 20) -> None:
-    """RSS of the API holding `connections` idle sessions, each joined to its project's file
-    (`per_project` people per project)."""
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        token, docs = await setup(http, max(1, connections // per_project))
-    port = int(url.rsplit(":", 1)[1])
-    before = api_rss_mib(port)
-
-    async def one(i: int) -> websockets.ClientConnection:
-        pid, path = docs[i % len(docs)]
-        ws = await open_socket(collab_url(url, pid), token)
-        await ws.send(json.dumps({"id": "j", "type": "join", "payload": {"path": path}}))
-        return ws
-
-    sockets: list[websockets.ClientConnection] = []
-    for start in range(0, connections, 100):
-        count = min(100, connections - start)
-        sockets.extend(await asyncio.gather(*(one(start + i) for i in range(count))))
-    await asyncio.sleep(5)  # let joins and presence settle
-    after = api_rss_mib(port)
-    result: dict[str, Any] = {"idle_connections": len(sockets), "projects": len(docs)}
-    result |= {"api_rss_mib_before": before, "api_rss_mib": after}
-    print(json.dumps(result), flush=True)
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", help="a running API (default: start a throwaway stack)")
@@ -424,7 +381,7 @@ async def main() -> None:
 
     async def everything(url: str, database_url: str | None) -> None:
         if args.idle:
-            await idle(url, args.idle)
+            await connections.idle(url, args.idle, per_project=20, one_project=False)
             return
         for scenario in chosen:
             await run(url, scenario, args.seconds, args.warmup, database_url)

@@ -13,6 +13,10 @@ An outbox whose writer is still sending keeps collecting: its writer asks for an
 when it is done, so a slow connection gets fewer, larger frames. More than `limit` messages
 waiting (sent but not written count too) overflow it: `on_overflow` is called once and the
 writer stops.
+
+An array-frame outbox that has sent nothing for a while gets an empty frame, `[]` (a frame of
+no messages; `keep_alive`): the hub's tick asks for it, for the liveness of a connection whose
+client only reads (collab/settings.py).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Callable, Hashable
 
 # A frame stops growing past this many characters (clients' default message limits are 1 MiB).
 FRAME_CHARS = 64 * 1024
+KEEPALIVE_FRAME = "[]"
 
 Cache = dict[tuple[int, ...], tuple[list[str], str]]
 
@@ -50,6 +55,7 @@ class Outbox:
         self._writing = False
         self._wake = asyncio.Event()
         self.closed = False
+        self.last_sent = time.monotonic()  # when the writer last took frames
         fanout.outboxes.add(self)
 
     def __len__(self) -> int:
@@ -96,6 +102,20 @@ class Outbox:
         self._ready_count += len(items)
         self._wake.set()
 
+    def keep_alive(self, now: float, every: float) -> None:
+        """An empty frame, when nothing at all has left for `every` seconds. Only for array
+        frames: a client of one envelope per frame has no message that means nothing."""
+        if (
+            self.batching
+            and not self.closed
+            and not self._writing
+            and not self._ready
+            and not self._count
+            and now - self.last_sent >= every
+        ):
+            self._ready.append(KEEPALIVE_FRAME)
+            self._wake.set()
+
     async def frames(self) -> list[str] | None:
         """For the writer: the next frames to send, once there are some; None: stop."""
         self._writing = False
@@ -110,6 +130,7 @@ class Outbox:
         found, self._ready = self._ready, []
         self._in_flight, self._ready_count = self._ready_count, 0
         self._writing = True
+        self.last_sent = time.monotonic()
         return found
 
 
@@ -167,6 +188,13 @@ class Fanout:
         cache: Cache = {}
         for outbox in dirty.values():
             outbox.take(cache)
+
+    def keep_alive(self, every: float) -> None:
+        """An empty frame to every array-frame connection that was sent nothing for `every`
+        seconds."""
+        now = time.monotonic()
+        for outbox in list(self.outboxes):
+            outbox.keep_alive(now, every)
 
     def cancel(self) -> None:
         if self._scheduled is not None:

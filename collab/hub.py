@@ -2,8 +2,9 @@
 
 The ``Hub`` is built when serving starts (web/app.py) and closed when it stops, after it has
 checkpointed what is unsaved. It holds a ``Room`` (collab/room.py) per project with someone
-connected, ticks them (heartbeats, presence expiry, idle clients, checkpoints), and owns the
-background tasks they spawn, the broker and the process's fan-out of outgoing frames.
+connected, ticks them (heartbeats, presence expiry, checkpoints), keeps quiet connections
+alive (collab/fanout.py), and owns the background tasks they spawn, the broker and the
+process's fan-out of outgoing frames.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Hub:
                     room.tick(now)
                 except Exception:
                     log.exception("collab tick failed")
+            self.fanout.keep_alive(self.settings.keepalive_s)
             self._report_queued(self.fanout.depth())
 
     def _report_queued(self, queued: int) -> None:

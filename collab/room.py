@@ -31,19 +31,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vaporform.collab")
 
-CLIENT_TIMEOUT_CLOSE_CODE = 4000
-
 
 class Peer(Protocol):
     """What a room needs from a connection (collab/session.py)."""
 
     session_id: str
     participant: Participant
-    last_heard: float
 
     def offer(self, text: str, slot: Hashable | None = None) -> None: ...
-
-    def kick(self, code: int, reason: str) -> None: ...
 
     def claim_ack(self, path: str, row: OpRow) -> str | None:
         """The ack to send when `row` is this peer's own op it is waiting for, else None."""
@@ -253,11 +248,8 @@ class Room:
             self.hub.spawn(self.relay.heartbeat())
         for who in self.roster.expire(self.hub.node_id, settings.presence_timeout_s):
             self.presence.add(who, "gone")
-        for peer in list(self.peers.values()):
-            if now - peer.last_heard > settings.client_timeout_s:
-                peer.kick(
-                    CLIENT_TIMEOUT_CLOSE_CODE, f"nothing heard for {settings.client_timeout_s:g} s"
-                )
+        # No local peer is dropped for silence: one that only reads sends nothing. A dead one
+        # is noticed by its socket (collab/settings.py `dead_peer_s`) and leaves as any other.
         for opened in list(self.documents.values()):
             doc = opened.doc
             if not opened.dirty():

@@ -87,7 +87,6 @@ class Session:
             limit=settings.send_queue,
             on_overflow=self._overflowed,
         )
-        self.last_heard = time.monotonic()
         # Set by the WebSocket pump: disconnect now (with `close_code`), even if the writer
         # is stuck.
         self.on_kick: Callable[[], None] | None = None
@@ -174,7 +173,6 @@ class Session:
         await self.room.announce(self)
 
     async def handle(self, raw: str | bytes) -> None:
-        self.last_heard = time.monotonic()
         began = time.perf_counter()
         ref: str | None = None
         kind = instruments.INVALID

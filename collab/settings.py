@@ -34,5 +34,10 @@ class CollabSettings:
     checkpoint_idle_s: float = 5.0
     presence_heartbeat_s: float = 10.0
     presence_timeout_s: float = 30.0
-    # A client that sends nothing (not even a ping) for this long is disconnected.
-    client_timeout_s: float = 90.0
+    # Liveness never asks a client to speak (a reader sends nothing). A connection that was
+    # sent nothing for `keepalive_s` gets an empty frame: proxies see traffic, and a peer
+    # that is gone has data it never acknowledges. The API's sockets drop a peer that
+    # acknowledges nothing for `dead_peer_s` (TCP keepalive and TCP_USER_TIMEOUT, set in
+    # web/serving.py; uvicorn's protocol pings use the same two figures).
+    keepalive_s: float = 25.0
+    dead_peer_s: float = 60.0

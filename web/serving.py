@@ -8,10 +8,18 @@ the Redis fan-out like API nodes on different hosts (set `REDIS_URL`).
 
 What the app relies on from any of them, and where it is kept when a server lacks it:
 lifespan (`before_serving` / `after_serving`), refusing a WebSocket with an HTTP response
-before accepting it, a WebSocket message size cap, graceful shutdown. `guarded` adapts the
-app: it hands Granian a refusal body in one piece (Quart streams it in chunks, which Granian
-does not support) and closes with 1009 any WebSocket message over the cap (Granian has no
-setting for it).
+before accepting it, a WebSocket message size cap, graceful shutdown, noticing dead peers.
+`guarded` adapts the app: it hands Granian a refusal body in one piece (Quart streams it in
+chunks, which Granian does not support) and closes with 1009 any WebSocket message over the
+cap (Granian has no setting for it).
+
+Dead peers: a client that only reads sends nothing, so silence says nothing about it; a peer
+that vanished (network gone, laptop shut) acknowledges nothing, which only TCP sees. Granian
+sends no WebSocket pings and an ASGI app cannot, so `guarded` also turns on TCP
+keepalive and TCP_USER_TIMEOUT on the API's sockets (on Linux): a peer that acknowledges
+nothing for `dead_peer_s` is dropped by the kernel, and the server reports the disconnect as
+for any other. uvicorn also sends protocol pings and closes a connection that does not answer
+them (hypercorn's pings would not: they only keep a connection's tasks from ending at shutdown).
 """
 
 from __future__ import annotations
@@ -21,12 +29,14 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
 
+from collab.settings import CollabSettings
 from vaporform.config import Config
 
 # The collaboration protocol's largest message is 256 KiB (collab/settings.py); a terminal
@@ -63,8 +73,76 @@ def hypercorn_config(config: Config, *, quiet: bool = False) -> HypercornConfig:
     return hconfig
 
 
-def guarded(app: ASGIApp, max_message_bytes: int = WEBSOCKET_MAX_MESSAGE_BYTES) -> ASGIApp:
-    """`app` with WebSocket refusals sent whole and incoming messages capped (see above)."""
+def keep_alive_sockets(port: int, dead_peer_s: float) -> int:
+    """Set TCP keepalive and TCP_USER_TIMEOUT on this process's TCP sockets bound to `port`:
+    the listening ones, whose accepted connections inherit both (Linux), and those already
+    accepted. Returns how many were set; 0 where the platform lacks the options."""
+    if sys.platform != "linux" or not hasattr(socket, "TCP_USER_TIMEOUT"):
+        return 0
+    options = [
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+        # Idle for half the bound, then three probes over the other half.
+        (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(dead_peer_s / 2))),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(dead_peer_s / 6))),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
+        # Data sent but not acknowledged (or a window kept shut) for this long drops the peer:
+        # keepalive alone waits while there is unacknowledged data, up to ~15 minutes.
+        (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(dead_peer_s * 1000))),
+    ]
+    done = 0
+    # The servers make their sockets themselves (Granian in Rust): find them by their port.
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            found = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # closed meanwhile
+        with found:
+            try:
+                if (
+                    found.family not in (socket.AF_INET, socket.AF_INET6)
+                    or found.type != socket.SOCK_STREAM
+                    or found.getsockname()[1] != port
+                ):
+                    continue
+                for level, option, value in options:
+                    found.setsockopt(level, option, value)
+                done += 1
+            except OSError:
+                continue
+    return done
+
+
+def detecting_dead_peers(app: ASGIApp, dead_peer_s: float) -> ASGIApp:
+    """`app`, setting up `keep_alive_sockets` on the first request or WebSocket it serves (the
+    listening socket exists by then; lifespan runs before Granian makes it). A connection
+    still in the kernel's accept queue at that moment keeps the system's defaults: the
+    keep-alive frames still end it when its peer is gone, after the kernel's retransmissions
+    give up (about 15 minutes)."""
+    ready = False
+
+    async def detecting_app(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal ready
+        if not ready and scope["type"] in ("http", "websocket"):
+            ready = True
+            server = scope.get("server")
+            if server is not None:
+                # Granian gives the port as a string.
+                keep_alive_sockets(int(server[1]), dead_peer_s)
+        await app(scope, receive, send)
+
+    return detecting_app
+
+
+def guarded(
+    app: ASGIApp,
+    max_message_bytes: int = WEBSOCKET_MAX_MESSAGE_BYTES,
+    dead_peer_s: float = CollabSettings().dead_peer_s,
+) -> ASGIApp:
+    """`app` with WebSocket refusals sent whole, incoming messages capped and dead peers
+    dropped (see above)."""
+    app = detecting_dead_peers(app, dead_peer_s)
 
     async def guarded_app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -126,7 +204,7 @@ def create() -> ASGIApp:
     _die_with_parent()
     config = load_config()
     logs.configure(config.log_level)
-    return guarded(create_app(config))
+    return guarded(create_app(config), dead_peer_s=config.collab.dead_peer_s)
 
 
 def _die_with_parent() -> None:
@@ -173,6 +251,8 @@ def uvicorn_config(app: ASGIApp | str, config: Config, workers: int = 1) -> Any:
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         ws_max_size=WEBSOCKET_MAX_MESSAGE_BYTES,
+        ws_ping_interval=config.collab.keepalive_s,
+        ws_ping_timeout=config.collab.dead_peer_s,
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -196,15 +276,21 @@ async def serve_in_process(app: ASGIApp, config: Config, stop: asyncio.Event) ->
     """The server `VAPORFORM_SERVER` names, in this process and event loop until `stop` is
     set (the tests' servers)."""
     name = server_name()
+    dead_peer_s = config.collab.dead_peer_s
     if name == "hypercorn":
         from hypercorn.asyncio import serve
 
-        await serve(guarded(app), hypercorn_config(config, quiet=True), shutdown_trigger=stop.wait)
+        await serve(
+            guarded(app, dead_peer_s=dead_peer_s),
+            hypercorn_config(config, quiet=True),
+            shutdown_trigger=stop.wait,
+        )
         return
     if name == "uvicorn":
         import uvicorn
 
-        userver = uvicorn.Server(uvicorn_config(app, config))
+        # uvicorn caps message sizes itself (`ws_max_size`).
+        userver = uvicorn.Server(uvicorn_config(detecting_dead_peers(app, dead_peer_s), config))
         task = asyncio.ensure_future(userver.serve())
         await stop.wait()
         userver.should_exit = True
@@ -214,7 +300,7 @@ async def serve_in_process(app: ASGIApp, config: Config, stop: asyncio.Event) ->
     from granian.server.embed import Server
 
     server = Server(
-        guarded(app),
+        guarded(app, dead_peer_s=dead_peer_s),
         address=config.api_host,
         port=config.api_port,
         interface=Interfaces.ASGI,

@@ -1,4 +1,4 @@
-"""Permissions, malformed input, rate limits, silent and slow clients."""
+"""Permissions, malformed input, rate limits and slow clients (silent ones: test_liveness.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tests.collab.editing import (
     project_with_file,
 )
 from tests.conftest import Server, api_client, serving
-from tests.support import register, wait_until
+from tests.support import register
 from vaporform.config import Config
 
 # -- permissions and bad input -----------------------------------------------------------
@@ -68,10 +68,6 @@ async def test_auth_and_membership_are_checked_before_accepting(
     await ws.close()
     with pytest.raises(websockets.InvalidStatus):  # single use
         await websockets.connect(url + f"?ticket={ticket}")
-
-
-async def _closed(ws: WSClient) -> bool:
-    return ws.closed is not None
 
 
 def frame(kind: str, **payload: Any) -> str:
@@ -135,8 +131,8 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_open(
         await ws.close()
 
 
-async def test_op_rate_limit_and_silent_clients(config: Config, worker: None) -> None:
-    limited = replace(config, collab=CollabSettings(op_rate=1, op_burst=3, client_timeout_s=1))
+async def test_op_rate_limit(config: Config, worker: None) -> None:
+    limited = replace(config, collab=CollabSettings(op_rate=1, op_burst=3))
     async with (
         serving(limited) as server,
         api_client(server) as api,
@@ -164,27 +160,6 @@ async def test_op_rate_limit_and_silent_clients(config: Config, worker: None) ->
         assert results[3]["payload"]["code"] == "rate_limited"
         assert results[3]["payload"]["retry_after_ms"] > 0
         await ws.close()
-
-        # A client that says nothing (not even ping) is disconnected; the others see it go.
-        silent = await WSClient.connect(server, pid, owner.access_token)
-        talker = await WSClient.connect(server, pid, owner.access_token)
-
-        async def chatty() -> None:
-            while silent.closed is None:
-                await talker.reply(await talker.send("ping"))
-                await asyncio.sleep(0.2)
-
-        pinging = asyncio.ensure_future(chatty())
-        await talker.wait_for(
-            lambda m: m["type"] == "presence" and m["payload"]["event"] == "gone",
-            what="the silent client to be dropped",
-        )
-        await wait_until(lambda: _closed(silent), timeout=10, what="the close")
-        assert isinstance(silent.closed, websockets.ConnectionClosed)
-        assert silent.closed.rcvd is not None
-        assert silent.closed.rcvd.code == 4000
-        await pinging
-        await talker.close()
 
 
 async def test_a_client_that_cannot_keep_up_is_disconnected(config: Config, worker: None) -> None:

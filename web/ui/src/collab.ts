@@ -62,7 +62,6 @@ interface Envelope {
 export type ConnectionState = "connecting" | "online" | "offline" | "no_access";
 
 const TAB_ID = `tab-${crypto.randomUUID()}`;
-const PING_EVERY_MS = 25_000;
 const ACCESS_REVOKED = 4003;
 
 export class Doc {
@@ -301,7 +300,6 @@ export class Connection {
   private ws: WebSocket | null = null;
   private attempts = 0;
   private reconnectTimer: number | undefined;
-  private pingTimer: number | undefined;
   private closedByUs = false;
   private refs = new Map<string, Doc>();
   private nextRef = 1;
@@ -385,7 +383,6 @@ export class Connection {
       this.participants.clear();
       this.onPresence();
       for (const doc of this.docs.values()) doc.join();
-      this.pingTimer = window.setInterval(() => this.send("ping", {}), PING_EVERY_MS);
     };
     ws.onmessage = (event) => {
       const decoded = JSON.parse(String(event.data)) as Envelope | Envelope[];
@@ -393,7 +390,6 @@ export class Connection {
     };
     ws.onclose = (event) => {
       if (this.ws !== ws) return;
-      window.clearInterval(this.pingTimer);
       this.ws = null;
       this.refs.clear();
       for (const doc of this.docs.values()) doc.joined = false;
@@ -441,7 +437,6 @@ export class Connection {
   shutdown(): void {
     this.closedByUs = true;
     window.clearTimeout(this.reconnectTimer);
-    window.clearInterval(this.pingTimer);
     this.ws?.close(1000);
     this.ws = null;
   }
