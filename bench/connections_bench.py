@@ -184,9 +184,11 @@ class Member(asyncio.Protocol):
         await asyncio.wait_for(self._upgraded, 120)
         self.send_text(json.dumps({"id": "j", "type": "join", "payload": {"path": self.path}}))
 
-    def send_text(self, text: str, opcode: int = 0x1) -> None:
+    def send_text(self, text: str) -> None:
+        self.send_frame(0x1, text.encode())
+
+    def send_frame(self, opcode: int, data: bytes) -> None:
         assert self.transport is not None
-        data = text.encode()
         mask = os.urandom(4)
         size = len(data)
         head = bytes([0x80 | opcode])
@@ -237,8 +239,8 @@ class Member(asyncio.Protocol):
             self._frame(opcode, payload)
 
     def _frame(self, opcode: int, payload: bytes) -> None:
-        if opcode == 0x9:  # ping: a server's keepalive
-            self.send_text(payload.decode("latin-1"), opcode=0xA)
+        if opcode == 0x9:  # ping (uvicorn's keepalive): answered with the same bytes
+            self.send_frame(0xA, payload)
             return
         if opcode == 0x8:
             self.closed_code = int.from_bytes(payload[:2], "big") if payload else 1005
@@ -418,12 +420,17 @@ async def dead_peer(url: str) -> dict[str, Any]:
     drop_port(port)
     began = time.perf_counter()
     try:
-        noticed = await wait_for(lambda: not watcher.knows(1), 1200, poll=0.1)
+        await wait_for(
+            lambda: not watcher.knows(1) or watcher.closed_code is not None, 1200, poll=0.1
+        )
     finally:
         undrop()
+    noticed = not watcher.knows(1) and watcher.closed_code is None
     result = {
         "server": os.environ.get("VAPORFORM_SERVER", "granian"),
         "dead_peer_noticed_s": round(time.perf_counter() - began, 1) if noticed else None,
+        # A server that drops silent clients drops the watcher too.
+        "watcher_closed": watcher.closed_code,
     }
     print(json.dumps(result), flush=True)
     reader.transport.abort()
