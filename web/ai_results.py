@@ -1,5 +1,5 @@
 """AI jobs as the REST layer reads them: the job's JSON body (its row, its usage, the progress
-of a running job) and its result, typed, for `apply`."""
+of a running job) and the changes of its result, typed, for `apply`."""
 
 from __future__ import annotations
 
@@ -14,28 +14,13 @@ from store import ai as store
 from store.ai import Job
 from web.services import services
 from workflows.ai.contract import (
-    RESULT_TYPES,
     AIProgress,
     Change,
-    JobResult,
     JobStatus,
     Kind,
 )
 
 PROGRESS_QUERY_TIMEOUT = timedelta(seconds=1)
-
-
-def job_result(job: Job) -> JobResult | None:
-    """The job's result, typed.
-
-    A row holds the JSON `result_json` made of the workflow's result; rows of workflows that
-    returned the same object as a dict have the same keys. The conversion is Temporal's own,
-    the inverse of what its converter does with a dataclass, so it reads both.
-    """
-    if job.result is None:
-        return None
-    found: JobResult = value_to_type(RESULT_TYPES[job.kind], job.result)
-    return found
 
 
 def proposed_changes(job: Job) -> list[Change]:

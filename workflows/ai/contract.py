@@ -367,13 +367,6 @@ class DebugResult(Proposal):
 
 JobResult = ReviewResult | TestGenResult | DebugResult | GenerateResult
 
-RESULT_TYPES: dict[str, type[JobResult]] = {
-    Kind.REVIEW: ReviewResult,
-    Kind.TESTS: TestGenResult,
-    Kind.DEBUG: DebugResult,
-    Kind.GENERATE: GenerateResult,
-}
-
 
 def result_json(result: JobResult) -> dict[str, Any]:
     """The JSON object of a job result: the object Temporal's converter makes of it, less the
