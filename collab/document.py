@@ -4,6 +4,10 @@ The op log in PostgreSQL is the truth; this is a cache of its tail that moves fo
 in revision order, whether an op was committed here (collab/submit.py), arrived from another
 node over the broker, or was read back from the database to fill a gap. Each new revision is
 handed to the listeners (the sessions that joined the document) in that same order.
+
+A node can fall further behind than the op log keeps (it missed the broker while another node
+committed and snapshotted): then the gap cannot be filled op by op, and the cache jumps to the
+latest snapshot plus the ops after it; the jump listeners tell their clients to re-join.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import asyncpg
 from collab import ot
 from collab.errors import CollabError
 from store import collab as store
-from store.collab import OpRow
+from store.collab import Document, OpRow
+from store.db import Conn
 
 log = logging.getLogger("vaporform.collab")
 
 Listener = Callable[["LiveDocument", Sequence[OpRow]], None]
+JumpListener = Callable[["LiveDocument"], None]
 
 
 def resync(path: str, why: str) -> CollabError:
@@ -52,6 +58,7 @@ class LiveDocument:
         self.revision = revision
         self.history: deque[OpRow] = deque(history, maxlen=history_limit)
         self.listeners: set[Listener] = set()
+        self.jump_listeners: set[JumpListener] = set()
         # Held while committing or catching up, so the cache moves forward one step at a time.
         self.lock = asyncio.Lock()
         self.checkpoint_lock = asyncio.Lock()
@@ -125,10 +132,37 @@ class LiveDocument:
             self._catching_up = asyncio.get_running_loop().create_task(self.catch_up(pool))
 
     async def catch_up(self, pool: asyncpg.Pool) -> None:
-        async with self.lock:
-            async with pool.acquire() as conn:
-                rows = await store.ops_since(conn, self.id, self.revision)
+        async with self.lock, pool.acquire() as conn:
+            await self.follow(conn)
+
+    async def follow(self, conn: Conn) -> None:
+        """Move to the latest committed revision (the caller holds `lock`): op by op when the
+        log still has every op since this cache's revision, else by a jump."""
+        rows = await store.ops_since(conn, self.id, self.revision)
+        if rows and rows[0].revision > self.revision + 1:
+            await self._jump(conn)
+        else:
             self.advance(rows)
+
+    async def _jump(self, conn: Conn) -> None:
+        row, rows, text = await _latest(conn, self.id)
+        log.warning(
+            "document fell behind the op log; reloaded from its snapshot",
+            extra={"path": self.path, "from": self.revision, "to": row.revision},
+        )
+        self.text, self.units = text, ot.utf16_len(text)
+        self.revision = rows[-1].revision if rows else row.snapshot_revision
+        # Memory must hold consecutive revisions only: what came before the jump is gone.
+        self.history.clear()
+        self.history.extend(rows)
+        self.snapshot_revision = max(self.snapshot_revision, row.snapshot_revision)
+        self.checkpointed_revision = max(self.checkpointed_revision, row.checkpoint_revision)
+        self.last_change = time.monotonic()
+        for listener in list(self.jump_listeners):
+            try:
+                listener(self)
+            except Exception:
+                log.exception("jump listener failed", extra={"path": self.path})
 
     # -- cursors -------------------------------------------------------------------------
 
@@ -151,15 +185,29 @@ class LiveDocument:
         return position
 
 
+async def _latest(conn: Conn, document_id: int) -> tuple[Document, list[OpRow], str]:
+    """The document's row, the ops after its snapshot and the text they make.
+
+    Read twice at most: a snapshot saved (and ops pruned) between the two reads of a
+    read-committed caller leaves a gap, which the second read no longer sees.
+    """
+    for _ in range(3):
+        row = await store.document_by_id(conn, document_id)
+        if row is None:
+            raise CollabError("not_found", "the document was deleted")
+        rows = await store.ops_since(conn, row.id, row.snapshot_revision)
+        if not rows or rows[0].revision == row.snapshot_revision + 1:
+            text = row.snapshot
+            for op_row in rows:
+                text = ot.apply(text, op_row.op)
+            return row, rows, text
+    raise RuntimeError(f"document {document_id}: its snapshot kept moving while read")
+
+
 async def load(pool: asyncpg.Pool, document: store.Document, *, history_limit: int) -> LiveDocument:
     """The document at its latest committed revision: the snapshot plus the ops after it."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        row = await store.document_by_id(conn, document.id)
-        assert row is not None
-        rows = await store.ops_since(conn, row.id, row.snapshot_revision)
-    text = row.snapshot
-    for op_row in rows:
-        text = ot.apply(text, op_row.op)
+        row, rows, text = await _latest(conn, document.id)
     doc = LiveDocument(
         document_id=row.id,
         project_id=row.project_id,

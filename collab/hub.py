@@ -26,6 +26,7 @@ from collab.fanout import Fanout
 from collab.files import DocumentFiles
 from collab.room import Room
 from collab.settings import CollabSettings
+from collab.submit import GroupCommit
 from files.model import ChangeEvent
 from vaporform import metrics
 
@@ -54,6 +55,8 @@ class Hub:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         # Every connection's outgoing frames, flushed together (collab/fanout.py).
         self.fanout = Fanout(self.settings.fanout_tick_s)
+        # Every document's commits on this node, in as few transactions as possible.
+        self.group_commit = GroupCommit(pool, self.settings)
         self.rooms: dict[UUID, Room] = {}
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()

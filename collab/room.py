@@ -44,6 +44,10 @@ class Peer(Protocol):
         """The ack to send when `row` is this peer's own op it is waiting for, else None."""
         ...
 
+    def resync(self, path: str, why: str) -> None:
+        """The document jumped past what this peer's client has: it must re-join `path`."""
+        ...
+
 
 def op_payload(path: str, row: OpRow) -> dict[str, Any]:
     return {
@@ -60,11 +64,22 @@ class OpenDocument:
         self.room = room
         self.doc = doc
         self.committer = Committer(
-            doc, room.hub.pool, room.hub.settings, room.relay.publish_ops, tracer=room.hub.tracer
+            doc,
+            room.hub.pool,
+            room.hub.settings,
+            room.relay.publish_ops,
+            tracer=room.hub.tracer,
+            group=room.hub.group_commit,
         )
         self.peers: dict[str, Peer] = {}
         self.saving: asyncio.Task[None] | None = None
         doc.listeners.add(self._deliver)
+        doc.jump_listeners.add(self._jumped)
+
+    def _jumped(self, doc: LiveDocument) -> None:
+        why = f"the document moved to revision {doc.revision} past what this connection had"
+        for peer in list(self.peers.values()):
+            peer.resync(doc.path, why)
 
     def _deliver(self, doc: LiveDocument, rows: Sequence[OpRow]) -> None:
         acks = ops = 0

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from collab import instruments, protocol
 from collab.document import LiveDocument
+from collab.document import resync as resync_error
 from collab.errors import CollabError
 from collab.fanout import Outbox
 from collab.presence import Participant, colour_for
@@ -155,6 +156,12 @@ class Session:
             return None
         ref = self._awaiting.pop(key)
         return self._ack_text(path, row.revision, row.seq, ref, duplicate=False)
+
+    def resync(self, path: str, why: str) -> None:
+        # Acks of ops in flight cannot come any more: a re-join tells the client where it is.
+        for key in [k for k in self._awaiting if k[0] == path]:
+            del self._awaiting[key]
+        self._error(resync_error(path, why), None)
 
     def _ack_text(
         self, path: str, revision: int, seq: int, ref: str | None, *, duplicate: bool

@@ -85,11 +85,6 @@ class _Batch:
     written: asyncio.Future[bool]
 
 
-# The group of each pool while it has work, for Committers not handed one: the documents of
-# one node share their commits whoever made their Committers.
-_GROUPS: dict[asyncpg.Pool, GroupCommit] = {}
-
-
 class GroupCommit:
     """The commits of many documents on one node, in as few transactions as possible.
 
@@ -103,13 +98,6 @@ class GroupCommit:
         self.settings = settings
         self._waiting: list[_Batch] = []
         self._writers: set[asyncio.Task[None]] = set()
-
-    @classmethod
-    def of(cls, pool: asyncpg.Pool, settings: CollabSettings) -> GroupCommit:
-        found = _GROUPS.get(pool)
-        if found is None:
-            found = _GROUPS[pool] = cls(pool, settings)
-        return found
 
     async def commit(self, document_id: int, rows: Sequence[OpRow]) -> bool:
         """True when every row was written, False when another writer took a revision or a
@@ -138,8 +126,6 @@ class GroupCommit:
         finally:
             # Here, not in a done callback: a batch queued in between would find no writer.
             self._writers.discard(cast("asyncio.Task[None]", asyncio.current_task()))
-            if not self._writers and not self._waiting and _GROUPS.get(self.pool) is self:
-                del _GROUPS[self.pool]
 
     @staticmethod
     def _written(writer: asyncio.Task[None]) -> None:
@@ -218,7 +204,9 @@ class Committer:
         self.pool = pool
         self.settings = settings
         self.publish = publish
-        self.group = group
+        # The node's group (the hub's), so that every document of the node shares its
+        # commits; a Committer of its own (a test's) gets a group of its own.
+        self.group = group or GroupCommit(pool, settings)
         self._queue: list[Submission] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -298,12 +286,11 @@ class Committer:
                 # A client may have heard of a revision through another node before the
                 # broker brought it here.
                 async with self.pool.acquire() as conn:
-                    doc.advance(await store.ops_since(conn, doc.id, doc.revision))
+                    await doc.follow(conn)
             for attempt in range(self.settings.commit_attempts):
                 if attempt == 0:
                     rows, accepted = await self._prepare(pending)
-                    group = self.group or GroupCommit.of(self.pool, self.settings)
-                    written = bool(rows) and await group.commit(doc.id, rows)
+                    written = bool(rows) and await self.group.commit(doc.id, rows)
                 else:
                     rows, accepted, written = await self._commit_locked(pending)
                 if not rows:
@@ -326,7 +313,7 @@ class Committer:
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 await store.lock_document(conn, doc.id)
-                doc.advance(await store.ops_since(conn, doc.id, doc.revision))
+                await doc.follow(conn)
                 rows, accepted = await self._prepare(pending)
                 written = bool(rows) and await store.insert_ops(conn, doc.id, rows)
             if rows and not written:

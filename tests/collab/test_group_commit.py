@@ -80,7 +80,20 @@ async def committer(
     publish: Published | None = None,
 ) -> Committer:
     doc = await load(pool, row, history_limit=SETTINGS.history_in_memory)
-    return Committer(doc, commits or pool, SETTINGS, publish or Published(), group=group)
+    commits = commits or pool
+    group = group or node_group(commits)
+    return Committer(doc, commits, SETTINGS, publish or Published(), group=group)
+
+
+_NODES: dict[asyncpg.Pool, GroupCommit] = {}
+
+
+def node_group(pool: asyncpg.Pool) -> GroupCommit:
+    """One node's group commit, as the hub holds it: the committers of one pool share it."""
+    found = _NODES.get(pool)
+    if found is None:
+        found = _NODES[pool] = GroupCommit(pool, SETTINGS)
+    return found
 
 
 async def logged(pool: asyncpg.Pool, document_id: int) -> list[tuple[int, str, int]]:
