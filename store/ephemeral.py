@@ -13,6 +13,7 @@ from collections.abc import Collection
 from typing import Protocol
 
 import redis.asyncio as redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
@@ -98,19 +99,41 @@ class MemoryEphemeral:
         self._values.clear()
 
 
+class _ClosingPool(redis.ConnectionPool):
+    """A pool that leaves no connection open once closed.
+
+    Closing disconnects every connection, but a command in flight then fails and its retry
+    (below) connects again, and a command issued after the close connects a new one; either
+    connection would come back to a pool nobody closes again and stay open until garbage
+    collection. Here a connection released after the close is disconnected.
+    """
+
+    _closed = False
+
+    async def release(self, connection: AbstractConnection) -> None:
+        await super().release(connection)
+        if self._closed:
+            await connection.disconnect()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await super().aclose()
+
+
 def redis_client(url: str, *, decode_responses: bool = False) -> redis.Redis:
     """A client whose pooled connections reconnect once, at once, when Redis restarted.
 
     Without it every pooled connection fails its next command after a restart (a 500 on a
     WebSocket upgrade, an `internal_error` on a join) until each has been replaced; a Redis
-    that is really down still fails the command at once.
+    that is really down still fails the command at once. Closing the client closes its pool.
     """
-    return redis.Redis.from_url(
+    pool = _ClosingPool.from_url(
         url,
         decode_responses=decode_responses,
         retry=Retry(NoBackoff(), 1),
         retry_on_error=[ConnectionError],
     )
+    return redis.Redis.from_pool(pool)
 
 
 class RedisEphemeral:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from redis.asyncio import Redis
 
 from collab.broker import RedisBroker
-from store.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral
+from store.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral, redis_client
 from tests.conftest import REDIS_URL, free_port
 from tests.support import wait_until
 
@@ -124,3 +125,38 @@ async def test_pooled_connections_survive_a_redis_restart() -> None:
         await store.close()
         server.terminate()
         server.wait(10)
+
+
+async def test_a_closed_client_leaves_no_connection_open() -> None:
+    """A command in flight when the client closes is retried on a fresh connection, and one
+    issued after the close makes a new one: neither may stay open behind a closed pool."""
+    name = f"vf-test-{uuid.uuid4().hex[:12]}"
+    client = redis_client(f"{REDIS_URL}?client_name={name}")
+    observer = redis_client(REDIS_URL, decode_responses=True)
+    try:
+
+        async def connections() -> int:
+            listed = await observer.client_list()
+            return sum(1 for c in listed if c.get("name") == name)
+
+        await client.ping()
+        blocked = asyncio.ensure_future(client.blpop([f"{name}:nothing"], timeout=1))
+        await wait_until(lambda: _blocked(observer, name), timeout=10, what="the BLPOP")
+        await client.aclose()
+        assert await blocked is None  # failed over to a new connection and ran to its end
+        assert await client.ping()
+        await wait_until(
+            lambda: _none(connections), timeout=10, what="every connection of the closed client"
+        )
+    finally:
+        await client.aclose()
+        await observer.aclose()
+
+
+async def _blocked(observer: Redis, name: str) -> bool:
+    listed = await observer.client_list()
+    return any(c.get("name") == name and c.get("cmd") == "blpop" for c in listed)
+
+
+async def _none(count: Callable[[], Awaitable[int]]) -> bool:
+    return await count() == 0
