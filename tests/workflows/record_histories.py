@@ -98,6 +98,8 @@ async def start_container(
     config: Config,
     pid: str,
     spec: ContainerSpec,
+    *,
+    expect: str = "running",
     **fields: Any,
 ) -> tuple[WorkflowHandle[Any, ContainerStatus], ContainerStatus]:
     workflow_id = container_workflow_id(pid)
@@ -117,7 +119,7 @@ async def start_container(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         ),
     )
-    assert status.status == "running", status
+    assert status.status == expect, status
     return client.get_workflow_handle_for(ContainerWorkflow.run, workflow_id), status
 
 
@@ -196,25 +198,10 @@ async def test_record_container_failed_start(
     docker_worker: None,
 ) -> None:
     """The container is created but cannot start: compensation removes it, the run ends."""
-    pid = str(uuid.uuid4())
-    workflow_id = container_workflow_id(pid)
-    status = await temporal_client.execute_update_with_start_workflow(
-        ContainerWorkflow.ensure_running,
-        EnsureRunningInput(ContainerSpec(image=broken_image, resources=SMALL), "recorder"),
-        start_workflow_operation=WithStartWorkflowOperation(
-            ContainerWorkflow.run,
-            ContainerWorkflowInput(
-                project_id=pid,
-                user_id="recorder",
-                docker_queue=container_config.containers.docker_queue,
-            ),
-            id=workflow_id,
-            task_queue=container_config.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        ),
+    spec = ContainerSpec(image=broken_image, resources=SMALL)
+    handle, _ = await start_container(
+        temporal_client, container_config, str(uuid.uuid4()), spec, expect="failed"
     )
-    assert status.status == "failed", status
-    handle = temporal_client.get_workflow_handle_for(ContainerWorkflow.run, workflow_id)
     assert (await handle.result()).status == "failed"
     await save(handle, "container-failed")
 
