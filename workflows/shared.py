@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from temporalio import workflow
 from temporalio.common import (
     RetryPolicy,
     SearchAttributeKey,
@@ -28,6 +29,32 @@ DB_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=30,
 )
+
+
+T = TypeVar("T")
+
+
+async def call(
+    name: str,
+    arg: Any,
+    result_type: type[T],
+    *,
+    timeout: timedelta = timedelta(seconds=60),
+    retry: RetryPolicy = DB_RETRY,
+    heartbeat: timedelta | None = None,
+    task_queue: str | None = None,
+) -> T:
+    """An activity by name (workflows never import activity code), with its result typed."""
+    result: T = await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=timeout,
+        retry_policy=retry,
+        heartbeat_timeout=heartbeat,
+        task_queue=task_queue,
+    )
+    return result
 
 
 def search_attributes(project_id: str, user_id: str | None = None) -> TypedSearchAttributes:

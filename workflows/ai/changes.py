@@ -14,7 +14,7 @@ from workflows.ai.contract import (
     ProposeOutput,
     SourceFile,
 )
-from workflows.ai.steps import call
+from workflows.shared import call
 
 OUTPUT_TAIL = 12_000  # characters of command output shown to the model
 

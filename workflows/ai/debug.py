@@ -16,8 +16,9 @@ from workflows.ai.contract import (
     GatherInput,
     GatherOutput,
 )
-from workflows.ai.steps import AIJobWorkflow, ask, call, run_job, running_container
+from workflows.ai.steps import AIJobWorkflow, ask, run_job, running_container
 from workflows.containers.contract import ExecInput, ExecOutput
+from workflows.shared import call
 
 
 @workflow.defn(name="AIDebug")

@@ -12,7 +12,8 @@ from workflows.ai.contract import (
     GenerateResult,
     SourceFile,
 )
-from workflows.ai.steps import AIJobWorkflow, ask, call, run_job
+from workflows.ai.steps import AIJobWorkflow, ask, run_job
+from workflows.shared import call
 
 
 @workflow.defn(name="AICodeGeneration")

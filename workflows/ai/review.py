@@ -19,7 +19,8 @@ from workflows.ai.contract import (
     SaveFindingsInput,
 )
 from workflows.ai.findings import check_findings, finding_public
-from workflows.ai.steps import AIJobWorkflow, ask, call, run_job
+from workflows.ai.steps import AIJobWorkflow, ask, run_job
+from workflows.shared import call
 
 
 @workflow.defn(name="AICodeReview")

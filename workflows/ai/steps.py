@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
 
 from workflows.ai.contract import (
@@ -29,32 +28,10 @@ from workflows.ai.contract import (
     result_json,
 )
 from workflows.ai.errors import CONTAINER_UNAVAILABLE, ERROR_CODES, PROVIDER_RETRY
-from workflows.shared import DB_RETRY
+from workflows.shared import call
 
 T = TypeVar("T")
 R = TypeVar("R", bound=JobResult)
-
-
-async def call(
-    name: str,
-    arg: Any,
-    result_type: type[T],
-    *,
-    timeout: timedelta = timedelta(seconds=60),
-    retry: RetryPolicy = DB_RETRY,
-    heartbeat: timedelta | None = None,
-    task_queue: str | None = None,
-) -> T:
-    result: T = await workflow.execute_activity(
-        name,
-        arg,
-        result_type=result_type,
-        start_to_close_timeout=timeout,
-        retry_policy=retry,
-        heartbeat_timeout=heartbeat,
-        task_queue=task_queue,
-    )
-    return result
 
 
 class AIJobWorkflow:

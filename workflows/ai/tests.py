@@ -35,8 +35,9 @@ from workflows.ai.contract import (
     TestVerdict,
 )
 from workflows.ai.errors import CONTAINER_UNAVAILABLE
-from workflows.ai.steps import AIJobWorkflow, ask, call, run_job, running_container
+from workflows.ai.steps import AIJobWorkflow, ask, run_job, running_container
 from workflows.containers.contract import ExecInput, ExecOutput
+from workflows.shared import call
 
 
 def module_name(path: str) -> str:

@@ -41,6 +41,7 @@ from workflows.containers.contract import (
     WorkspaceOutput,
 )
 from workflows.containers.names import COMPENSATION_RETRY, DOCKER_RETRY, START_METRIC, Status
+from workflows.shared import call
 
 T = TypeVar("T")
 
@@ -80,16 +81,15 @@ class ContainerSteps:
         timeout_s: float = 30,
         retry: RetryPolicy = DOCKER_RETRY,
     ) -> T:
-        result: T = await workflow.execute_activity(
+        return await call(
             name,
             arg,
-            result_type=result_type,
+            result_type,
+            timeout=timedelta(seconds=timeout_s),
+            retry=retry,
+            heartbeat=HEARTBEAT,
             task_queue=self._input.docker_queue,
-            start_to_close_timeout=timedelta(seconds=timeout_s),
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=retry,
         )
-        return result
 
     async def provision(self, spec: ContainerSpec, requested_by: str) -> None:
         state = self._state

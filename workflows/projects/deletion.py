@@ -41,6 +41,7 @@ from workflows.projects.contract import (
     WorkflowsEnded,
     WorkspaceRemoved,
 )
+from workflows.shared import call
 
 T = TypeVar("T")
 
@@ -99,13 +100,12 @@ class ProjectDeletionWorkflow:
         *,
         task_queue: str | None = None,
     ) -> T:
-        result: T = await workflow.execute_activity(
+        return await call(
             name,
             arg,
-            result_type=result_type,
+            result_type,
+            timeout=timedelta(seconds=timeout_s),
+            retry=DELETION_RETRY,
+            heartbeat=timedelta(seconds=30),
             task_queue=task_queue,
-            start_to_close_timeout=timedelta(seconds=timeout_s),
-            heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=DELETION_RETRY,
         )
-        return result
