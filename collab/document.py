@@ -18,6 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
@@ -145,16 +146,17 @@ class LiveDocument:
             self.advance(rows)
 
     async def _jump(self, conn: Conn) -> None:
-        row, rows, text = await _latest(conn, self.id)
+        latest = await _latest(conn, self.id)
         log.warning(
             "document fell behind the op log; reloaded from its snapshot",
-            extra={"path": self.path, "from": self.revision, "to": row.revision},
+            extra={"path": self.path, "from": self.revision, "to": latest.revision},
         )
-        self.text, self.units = text, ot.utf16_len(text)
-        self.revision = rows[-1].revision if rows else row.snapshot_revision
+        self.text, self.units = latest.text, ot.utf16_len(latest.text)
+        self.revision = latest.revision
         # Memory must hold consecutive revisions only: what came before the jump is gone.
         self.history.clear()
-        self.history.extend(rows)
+        self.history.extend(latest.rows)
+        row = latest.row
         self.snapshot_revision = max(self.snapshot_revision, row.snapshot_revision)
         self.checkpointed_revision = max(self.checkpointed_revision, row.checkpoint_revision)
         self.last_change = time.monotonic()
@@ -185,11 +187,24 @@ class LiveDocument:
         return position
 
 
-async def _latest(conn: Conn, document_id: int) -> tuple[Document, list[OpRow], str]:
-    """The document's row, the ops after its snapshot and the text they make.
+@dataclass(frozen=True)
+class _Latest:
+    """A document's row, the ops after its snapshot and the text they make."""
 
-    Read twice at most: a snapshot saved (and ops pruned) between the two reads of a
-    read-committed caller leaves a gap, which the second read no longer sees.
+    row: Document
+    rows: list[OpRow]
+    text: str
+
+    @property
+    def revision(self) -> int:
+        return self.rows[-1].revision if self.rows else self.row.snapshot_revision
+
+
+async def _latest(conn: Conn, document_id: int) -> _Latest:
+    """The document at its latest committed revision.
+
+    Read again (three times at most) when a snapshot was saved, and ops pruned, between the
+    two reads of a read-committed caller: that leaves a gap the next read no longer sees.
     """
     for _ in range(3):
         row = await store.document_by_id(conn, document_id)
@@ -200,21 +215,22 @@ async def _latest(conn: Conn, document_id: int) -> tuple[Document, list[OpRow], 
             text = row.snapshot
             for op_row in rows:
                 text = ot.apply(text, op_row.op)
-            return row, rows, text
+            return _Latest(row, rows, text)
     raise RuntimeError(f"document {document_id}: its snapshot kept moving while read")
 
 
 async def load(pool: asyncpg.Pool, document: store.Document, *, history_limit: int) -> LiveDocument:
     """The document at its latest committed revision: the snapshot plus the ops after it."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        row, rows, text = await _latest(conn, document.id)
+        latest = await _latest(conn, document.id)
+    row = latest.row
     doc = LiveDocument(
         document_id=row.id,
         project_id=row.project_id,
         path=row.path,
-        text=text,
-        revision=rows[-1].revision if rows else row.snapshot_revision,
-        history=rows,
+        text=latest.text,
+        revision=latest.revision,
+        history=latest.rows,
         history_limit=history_limit,
     )
     doc.checkpointed_revision = row.checkpoint_revision

@@ -159,9 +159,12 @@ class Session:
 
     def resync(self, path: str, why: str) -> None:
         # Acks of ops in flight cannot come any more: a re-join tells the client where it is.
+        self._forget_awaiting(path)
+        self._error(resync_error(path, why), None)
+
+    def _forget_awaiting(self, path: str) -> None:
         for key in [k for k in self._awaiting if k[0] == path]:
             del self._awaiting[key]
-        self._error(resync_error(path, why), None)
 
     def _ack_text(
         self, path: str, revision: int, seq: int, ref: str | None, *, duplicate: bool
@@ -275,8 +278,7 @@ class Session:
 
     async def _detach(self, path: str) -> None:
         opened = self.documents.pop(path)
-        for key in [k for k in self._awaiting if k[0] == path]:
-            del self._awaiting[key]
+        self._forget_awaiting(path)
         if self.can_edit:
             opened.doc.editors -= 1
         await self.room.detach(path, self, editor=self.can_edit)
