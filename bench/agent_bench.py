@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from websockets.asyncio.client import ClientConnection, connect
 
 from agent.grants import HEADER, agent_key, mint
-from bench.stack import ME, free_port, running_stack
+from bench.stack import ME, bench_user, free_port, running_stack
 from bench.stats import p50_p99_line
 from vaporform.config import load_config
 from vaporform.images import ensure_built
@@ -113,15 +113,7 @@ async def measure(base: str, config: object, preview_port: int, keys: int, reque
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.1)
-        registered = await http.post(
-            "/api/v1/auth/register",
-            json={
-                "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
-                "password": "correct horse battery",
-                "name": "Bench",
-            },
-        )
-        headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
+        headers = await bench_user(http)
         pid = (await http.post("/api/v1/projects", json={"name": "b"}, headers=headers)).json()[
             "id"
         ]

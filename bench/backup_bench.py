@@ -23,7 +23,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.files_bench import seed_archive
-from bench.stack import running_stack
+from bench.stack import bench_user, running_stack
 from store import db
 from store.blobs import LocalBlobStore
 from vaporform.backup import backup, restore
@@ -31,16 +31,7 @@ from vaporform.backup import backup, restore
 
 async def seed(url: str, files: int) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
-        registered = await client.post(
-            "/api/v1/auth/register",
-            json={
-                "email": f"backup-bench-{uuid.uuid4().hex[:8]}@example.com",
-                "password": "correct horse battery",
-                "name": "Bench",
-            },
-        )
-        registered.raise_for_status()
-        headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
+        headers = await bench_user(client, "backup-bench")
         project = await client.post("/api/v1/projects", json={"name": "big"}, headers=headers)
         project.raise_for_status()
         started = time.perf_counter()

@@ -54,7 +54,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from bench.stack import Stack, running_stack
+from bench.stack import Stack, bench_user, running_stack
 from bench.stats import percentile
 from vaporform.temporal_setup import ensure_pools
 from workflows.containers.names import (
@@ -99,16 +99,7 @@ class Api:
 
     @classmethod
     async def register(cls, http: httpx.AsyncClient) -> Api:
-        answer = await http.post(
-            "/api/v1/auth/register",
-            json={
-                "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
-                "password": "correct horse battery",
-                "name": "Bench",
-            },
-        )
-        answer.raise_for_status()
-        return cls(http, {"Authorization": f"Bearer {answer.json()['access_token']}"})
+        return cls(http, await bench_user(http))
 
     async def project(self) -> str:
         made = await self.http.post("/api/v1/projects", json={"name": "b"}, headers=self.headers)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import docker
 from temporalio.client import Client
 
-from bench.stack import Stack, running_stack
+from bench.stack import Stack, bench_user, running_stack
 from bench.stats import percentile
 from vaporform.container_client import ContainerClient, ContainerHost
 from workflows.containers.contract import ContainerSpec
@@ -51,19 +51,6 @@ def row(name: str, values: list[float]) -> str:
     )
 
 
-async def register(http: httpx.AsyncClient) -> dict[str, str]:
-    answer = await http.post(
-        "/api/v1/auth/register",
-        json={
-            "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
-            "password": "correct horse battery",
-            "name": "Bench",
-        },
-    )
-    answer.raise_for_status()
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
-
-
 async def start(http: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any]) -> Any:
     made = await http.post("/api/v1/projects", json={"name": "b"}, headers=headers)
     made.raise_for_status()
@@ -77,7 +64,7 @@ async def start(http: httpx.AsyncClient, headers: dict[str, str], body: dict[str
 
 async def timeouts(st: Stack, n: int, timeout_s: float, out: dict[str, list[float]]) -> None:
     async with httpx.AsyncClient(base_url=st.base_url, timeout=120) as http:
-        headers = await register(http)
+        headers = await bench_user(http)
         pid, _ = await start(http, headers, {})
         try:
             for _ in range(n):
@@ -105,7 +92,7 @@ async def reuses(st: Stack, n: int, out: dict[str, list[float]]) -> None:
         ContainerHost(st.env["VAPORFORM_DOCKER_QUEUE"], health_timeout_s=20),
     )
     async with httpx.AsyncClient(base_url=st.base_url, timeout=120) as http:
-        headers = await register(http)
+        headers = await bench_user(http)
         pid, status = await start(http, headers, {**CUSTOM, "network": "bridge"})
         try:
             for _ in range(n):

@@ -17,7 +17,6 @@ import random
 import sys
 import tarfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadclient import ConnectionPool
-from bench.stack import stack
+from bench.stack import bench_user, stack
 from bench.stats import measure
 
 
@@ -46,13 +45,7 @@ def seed_archive(count: int) -> bytes:
 async def bench(url: str, files: int, clients: int, total: int) -> None:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
-        email = f"files-bench-{uuid.uuid4().hex[:8]}@example.com"
-        registered = await client.post(
-            "/api/v1/auth/register",
-            json={"email": email, "password": "correct horse battery", "name": "Bench"},
-        )
-        registered.raise_for_status()
-        headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
+        headers = await bench_user(client, "files-bench")
         project = await client.post("/api/v1/projects", json={"name": "big"}, headers=headers)
         base = f"/api/v1/projects/{project.json()['id']}"
         started = time.perf_counter()

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import httpx
+
 from store import db
 from vaporform.commands.startup import (
     prepare_database,
@@ -35,6 +37,20 @@ from vaporform.commands.startup import (
 from vaporform.config import load_config
 
 ME = [sys.executable, "-m", "vaporform.cli"]
+
+
+async def bench_user(http: httpx.AsyncClient, prefix: str = "bench") -> dict[str, str]:
+    """A fresh account on the API `http` talks to: the headers that act as it."""
+    answer = await http.post(
+        "/api/v1/auth/register",
+        json={
+            "email": f"{prefix}-{uuid.uuid4().hex[:8]}@example.com",
+            "password": "correct horse battery",
+            "name": "Bench",
+        },
+    )
+    answer.raise_for_status()
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
 
 def free_port() -> int:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.grants import HEADER, agent_key, mint
 from agent.workspace_sync import ROUTE
-from bench.stack import free_port, running_stack
+from bench.stack import bench_user, free_port, running_stack
 from bench.stats import p50_p99_line
 from files.factory import build_blob_store
 from files.model import ChangeEvent
@@ -195,15 +195,7 @@ async def plain_puts(s: Session, pid: str, count: int) -> list[float]:
 
 async def measure(base: str, config: Config, args: argparse.Namespace) -> int:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-        registered = await http.post(
-            "/api/v1/auth/register",
-            json={
-                "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
-                "password": "correct horse battery",
-                "name": "Bench",
-            },
-        )
-        s = Session(http, {"Authorization": f"Bearer {registered.json()['access_token']}"})
+        s = Session(http, await bench_user(http))
         pid = await s.project()
         status = await s.start(pid)
         root = config.data_dir / "workspaces" / pid
