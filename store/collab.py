@@ -169,10 +169,12 @@ def _above_head(document: str, revision: str) -> str:
     revision) refuses a taken revision but not one a snapshot pruned (save_snapshot), which a
     node further behind than the ops kept would write again. Read in the statement's snapshot
     the bound is never above the truth, so a revision really next is never refused."""
+    # The max is its own subquery so that it is one backward step of the primary key; as an
+    # aggregate over a join it read every op the document still has, for every head row.
     return f"""{revision} > (
-        SELECT greatest(d.snapshot_revision, coalesce(max(o.revision), 0))
-        FROM collab_documents d LEFT JOIN collab_ops o ON o.document_id = d.id
-        WHERE d.id = {document} GROUP BY d.snapshot_revision)"""
+        SELECT greatest(d.snapshot_revision, coalesce(
+            (SELECT max(o.revision) FROM collab_ops o WHERE o.document_id = d.id), 0))
+        FROM collab_documents d WHERE d.id = {document})"""
 
 
 async def insert_ops(conn: Conn, document_id: int, rows: list[OpRow]) -> bool:

@@ -11,8 +11,10 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
 from collab.document import LiveDocument, load
@@ -439,3 +441,54 @@ async def test_a_revision_whose_row_a_snapshot_pruned_is_not_written_again(
         # The next revision is still taken as before.
         assert await store.insert_ops(conn, pruned.id, [op_row(11, "u/next", 1)])
     assert [r for r, _, _ in await logged(pool, pruned.id)] == [9, 10, 11]
+
+
+def _json(value: Any) -> Any:
+    # The pool may decode json itself (store/db.py sets codecs on its connections).
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _scans_of(plan: dict[str, Any], relation: str) -> list[dict[str, Any]]:
+    found = [plan] if plan.get("Relation Name") == relation and "Scan" in plan["Node Type"] else []
+    for child in plan.get("Plans", []):
+        found += _scans_of(child, relation)
+    return found
+
+
+async def test_the_head_bound_reads_one_op_of_a_document_however_many_it_keeps(
+    pool: asyncpg.Pool,
+) -> None:
+    """Each commit checks that its revision is above the document's head: one backward step
+    of the primary key, not a read of every op the document still keeps."""
+    first, second = await documents(pool, 2)
+    async with pool.acquire() as conn:
+        for document in (first, second):
+            assert await store.insert_ops(
+                conn, document.id, [op_row(r, "u/early", r) for r in range(1, 41)]
+            )
+        rows = [(first.id, op_row(41, "u/a", 1)), (second.id, op_row(41, "u/b", 1))]
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            (plan,) = _json(
+                await conn.fetchval(
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + store._INSERT_DOCUMENTS,
+                    [d for d, _ in rows],
+                    [r.revision for _, r in rows],
+                    ['[5,"!"]' for _ in rows],
+                    [r.client_key for _, r in rows],
+                    [r.seq for _, r in rows],
+                    [None for _ in rows],
+                    sorted({store._lock_key(d) for d, _ in rows}),
+                )
+            )
+        finally:
+            await transaction.rollback()  # EXPLAIN ANALYZE wrote them
+    # Both heads were claimed, so the plan checked the bound of each.
+    assert plan["Plan"]["Actual Rows"] == 2
+    scans = _scans_of(plan["Plan"], "collab_ops")
+    assert scans, "the statement reads collab_ops for the head bound and resubmit keys"
+    assert all(scan["Actual Rows"] <= 1 for scan in scans), [
+        (s["Node Type"], s.get("Index Name"), s["Actual Rows"]) for s in scans
+    ]
+    assert [r for r, _, _ in await logged(pool, first.id)] == list(range(1, 41))
