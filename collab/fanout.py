@@ -11,8 +11,10 @@ so it never overtakes the ops it was computed after.
 
 An outbox whose writer is still sending keeps collecting: its writer asks for another flush
 when it is done, so a slow connection gets fewer, larger frames. More than `limit` messages
-waiting (sent but not written count too) overflow it: `on_overflow` is called once and the
-writer stops.
+without a slot waiting (sent but not written count too) overflow it: `on_overflow` is called
+once and the writer stops. Messages in slots do not count: at most one waits per slot, so they
+are bounded by the participants (and their files) anyway, and a thousand people joining one
+project must not overflow the connections of everybody there.
 
 An array-frame outbox that has sent nothing for a while gets an empty frame, `[]` (a frame of
 no messages; `keep_alive`): the hub's tick asks for it, for the liveness of a connection whose
@@ -52,6 +54,8 @@ class Outbox:
         self._ready: list[str] = []
         self._ready_count = 0
         self._in_flight = 0
+        # Messages without a slot, pending, ready and in flight: what `limit` bounds.
+        self._unslotted = [0, 0, 0]
         self._writing = False
         self._wake = asyncio.Event()
         self.closed = False
@@ -71,10 +75,12 @@ class Outbox:
                 self._pending[previous] = None
                 self._count -= 1
             self._slots[slot] = len(self._pending)
-        if len(self) >= self.limit:
+        elif sum(self._unslotted) >= self.limit:
             self.close()
             self.on_overflow()
             return
+        else:
+            self._unslotted[0] += 1
         self._pending.append(text)
         self._count += 1
         self.fanout.mark(self)
@@ -85,6 +91,7 @@ class Outbox:
         self._pending.clear()
         self._slots.clear()
         self._count = 0
+        self._unslotted[0] = 0
         self._wake.set()
 
     def take(self, cache: Cache) -> None:
@@ -100,6 +107,8 @@ class Outbox:
         else:
             self._ready.extend(items)
         self._ready_count += len(items)
+        self._unslotted[1] += self._unslotted[0]
+        self._unslotted[0] = 0
         self._wake.set()
 
     def keep_alive(self, now: float, every: float) -> None:
@@ -119,7 +128,7 @@ class Outbox:
     async def frames(self) -> list[str] | None:
         """For the writer: the next frames to send, once there are some; None: stop."""
         self._writing = False
-        self._in_flight = 0
+        self._in_flight = self._unslotted[2] = 0
         if self._count:
             self.fanout.mark(self)
         while not self._ready and not self.closed:
@@ -129,6 +138,7 @@ class Outbox:
             return None
         found, self._ready = self._ready, []
         self._in_flight, self._ready_count = self._ready_count, 0
+        self._unslotted[2], self._unslotted[1] = self._unslotted[1], 0
         self._writing = True
         self.last_sent = time.monotonic()
         return found

@@ -217,3 +217,37 @@ async def test_a_client_that_cannot_keep_up_is_disconnected(config: Config, work
         assert closed.value.rcvd is None or closed.value.rcvd.code == 4008
         await fast.close()
         await slow.close()
+
+
+async def test_a_crowd_joining_does_not_overflow_the_people_already_there(
+    config: Config, worker: None
+) -> None:
+    """Presence waits in one slot per participant, so it is bounded by the crowd, not by the
+    send queue: people joining at once never disconnect those who read along."""
+    crowd = 8
+    # A long presence tick: all but the first join reach everybody in one flush.
+    small = replace(config, collab=CollabSettings(send_queue=4, presence_tick_s=3.0))
+    async with serving(small) as server, api_client(server) as api:
+        owner, pid = await project_with_file(api, "f.txt", "x")
+        clients = [await WSClient.connect(server, pid, owner.access_token) for _ in range(crowd)]
+        try:
+            joined = await asyncio.gather(*(ws.join("f.txt") for ws in clients))
+            everybody = {str(j["session_id"]) for j in joined}
+            assert len(everybody) == crowd
+            for ws, mine in zip(clients, joined, strict=True):
+                known = {str(p["session_id"]) for p in mine["payload"]["participants"]}
+
+                def sees_everybody(
+                    m: Message, known: set[str] = known, me: str = str(mine["session_id"])
+                ) -> bool:
+                    if m["type"] == "presence" and m["payload"]["participant"]["paths"]:
+                        known.add(str(m["payload"]["participant"]["session_id"]))
+                    return everybody - {me} <= known
+
+                await ws.wait_for(sees_everybody, what="everybody's presence", timeout=20)
+            assert all(ws.closed is None for ws in clients)
+            # Unslotted messages are still bounded: the queue keeps working for replies.
+            assert (await clients[0].reply(await clients[0].send("ping")))["type"] == "pong"
+        finally:
+            for ws in clients:
+                await ws.close()
