@@ -83,7 +83,15 @@ class LeanConnection(asyncpg.Connection):
 
 async def create_lean_pool(dsn: str, *, max_size: int) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=max_size, connection_class=LeanConnection, command_timeout=30
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        connection_class=LeanConnection,
+        command_timeout=30,
+        # Every statement here is prepared once per connection and looks rows up by key, so
+        # one generic plan serves all its executions. PostgreSQL would otherwise plan a group
+        # commit afresh each time (about 1 ms of a 1.8 ms single-op commit; 0.9 ms without).
+        server_settings={"plan_cache_mode": "force_generic_plan"},
     )
     assert pool is not None
     return pool

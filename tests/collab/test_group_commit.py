@@ -492,3 +492,22 @@ async def test_the_head_bound_reads_one_op_of_a_document_however_many_it_keeps(
         (s["Node Type"], s.get("Index Name"), s["Actual Rows"]) for s in scans
     ]
     assert [r for r, _, _ in await logged(pool, first.id)] == list(range(1, 41))
+
+
+async def test_the_commit_pool_plans_a_group_commit_once(
+    pool: asyncpg.Pool, lean: asyncpg.Pool
+) -> None:
+    """A prepared commit is planned once per connection, not at every execution."""
+    (document,) = await documents(pool, 1)
+    async with lean.acquire() as conn:
+        for revision in range(1, 9):
+            written = await store.insert_ops_of_documents(
+                conn, {document.id: [op_row(revision, "u/a", revision)]}
+            )
+            assert written == {document.id}
+        plans = await conn.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            store._INSERT_DOCUMENTS,
+        )
+    assert plans is not None
+    assert (plans["generic_plans"], plans["custom_plans"]) == (8, 0)
