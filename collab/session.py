@@ -28,7 +28,7 @@ from collab.protocol import ClientType, ServerType
 from collab.room import OpenDocument, Room, op_payload
 from collab.settings import CollabSettings
 from collab.submit import Submission
-from store import collab as store
+from store import chat as store
 from store.collab import OpRow
 
 log = logging.getLogger("vaporform.collab")

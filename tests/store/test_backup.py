@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from store import collab, db
+from store import chat, db
 from store.blobs import LocalBlobStore
 from tests.conftest import ADMIN_DSN
 from tests.support import create_project, register, wait_until
@@ -65,7 +65,7 @@ async def _seeded_project(http: httpx.AsyncClient, database_url: str) -> uuid.UU
     conn = await db.connect(database_url)
     try:
         for text in ("hello", "the backup keeps this"):
-            await collab.add_chat(conn, uuid.UUID(pid), uuid.UUID(owner.id), "Ada", text)
+            await chat.add_chat(conn, uuid.UUID(pid), uuid.UUID(owner.id), "Ada", text)
 
         # The versioning workflow refreshes `metadata.files` after the writes: let it finish
         # first, or the snapshot and the live row can differ by it.

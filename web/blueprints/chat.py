@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from quart import Blueprint, request
 from quart_schema import document_querystring, document_response
 
-from store import collab as store
+from store import chat as store
 from web.access import project_for
 from web.auth import principal, require_auth
 from web.errors import APIError, not_found
