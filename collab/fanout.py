@@ -54,8 +54,10 @@ class Outbox:
         self._ready: list[str] = []
         self._ready_count = 0
         self._in_flight = 0
-        # Messages without a slot, pending, ready and in flight: what `limit` bounds.
-        self._unslotted = [0, 0, 0]
+        # Messages without a slot ready and in flight; with those pending (every slot holds
+        # one pending message: `_count - len(_slots)`) they are what `limit` bounds.
+        self._ready_unslotted = 0
+        self._in_flight_unslotted = 0
         self._writing = False
         self._wake = asyncio.Event()
         self.closed = False
@@ -66,6 +68,10 @@ class Outbox:
         """Messages not yet handed to the socket."""
         return self._count + self._ready_count + self._in_flight
 
+    def _unslotted(self) -> int:
+        pending = self._count - len(self._slots)
+        return pending + self._ready_unslotted + self._in_flight_unslotted
+
     def offer(self, text: str, slot: Hashable | None = None) -> None:
         if self.closed:
             return
@@ -75,12 +81,10 @@ class Outbox:
                 self._pending[previous] = None
                 self._count -= 1
             self._slots[slot] = len(self._pending)
-        elif sum(self._unslotted) >= self.limit:
+        elif self._unslotted() >= self.limit:
             self.close()
             self.on_overflow()
             return
-        else:
-            self._unslotted[0] += 1
         self._pending.append(text)
         self._count += 1
         self.fanout.mark(self)
@@ -91,7 +95,6 @@ class Outbox:
         self._pending.clear()
         self._slots.clear()
         self._count = 0
-        self._unslotted[0] = 0
         self._wake.set()
 
     def take(self, cache: Cache) -> None:
@@ -99,6 +102,7 @@ class Outbox:
         if self._writing or self.closed or not self._count:
             return
         items = [text for text in self._pending if text is not None]
+        self._ready_unslotted += self._count - len(self._slots)
         self._pending.clear()
         self._slots.clear()
         self._count = 0
@@ -107,8 +111,6 @@ class Outbox:
         else:
             self._ready.extend(items)
         self._ready_count += len(items)
-        self._unslotted[1] += self._unslotted[0]
-        self._unslotted[0] = 0
         self._wake.set()
 
     def keep_alive(self, now: float, every: float) -> None:
@@ -128,7 +130,7 @@ class Outbox:
     async def frames(self) -> list[str] | None:
         """For the writer: the next frames to send, once there are some; None: stop."""
         self._writing = False
-        self._in_flight = self._unslotted[2] = 0
+        self._in_flight = self._in_flight_unslotted = 0
         if self._count:
             self.fanout.mark(self)
         while not self._ready and not self.closed:
@@ -138,7 +140,7 @@ class Outbox:
             return None
         found, self._ready = self._ready, []
         self._in_flight, self._ready_count = self._ready_count, 0
-        self._unslotted[2], self._unslotted[1] = self._unslotted[1], 0
+        self._in_flight_unslotted, self._ready_unslotted = self._ready_unslotted, 0
         self._writing = True
         self.last_sent = time.monotonic()
         return found

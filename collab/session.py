@@ -28,7 +28,7 @@ from collab.protocol import ClientType, ServerType
 from collab.room import OpenDocument, Room, op_payload
 from collab.settings import CollabSettings
 from collab.submit import Submission
-from store import chat as store
+from store import chat as chats
 from store.collab import OpRow
 
 log = logging.getLogger("vaporform.collab")
@@ -347,7 +347,7 @@ class Session:
                 "rate_limited", "too many chat messages", {"retry_after_ms": int(wait * 1000) + 1}
             )
         async with self.room.hub.pool.acquire() as conn:
-            saved = await store.add_chat(
+            saved = await chats.add_chat(
                 conn, self.room.project_id, self.user_id, self.participant.name, chat.text
             )
         text = protocol.envelope(

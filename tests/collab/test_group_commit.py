@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 
 from collab.document import LiveDocument, load
@@ -443,11 +442,6 @@ async def test_a_revision_whose_row_a_snapshot_pruned_is_not_written_again(
     assert [r for r, _, _ in await logged(pool, pruned.id)] == [9, 10, 11]
 
 
-def _json(value: Any) -> Any:
-    # The pool may decode json itself (store/db.py sets codecs on its connections).
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
-
-
 def _scans_of(plan: dict[str, Any], relation: str) -> list[dict[str, Any]]:
     found = [plan] if plan.get("Relation Name") == relation and "Scan" in plan["Node Type"] else []
     for child in plan.get("Plans", []):
@@ -470,17 +464,16 @@ async def test_the_head_bound_reads_one_op_of_a_document_however_many_it_keeps(
         transaction = conn.transaction()
         await transaction.start()
         try:
-            (plan,) = _json(
-                await conn.fetchval(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) " + store._INSERT_DOCUMENTS,
-                    [d for d, _ in rows],
-                    [r.revision for _, r in rows],
-                    ['[5,"!"]' for _ in rows],
-                    [r.client_key for _, r in rows],
-                    [r.seq for _, r in rows],
-                    [None for _ in rows],
-                    sorted({store._lock_key(d) for d, _ in rows}),
-                )
+            # The pool decodes json (store/db.py), so the plan arrives as a list.
+            (plan,) = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + store._INSERT_DOCUMENTS,
+                [d for d, _ in rows],
+                [r.revision for _, r in rows],
+                ['[5,"!"]' for _ in rows],
+                [r.client_key for _, r in rows],
+                [r.seq for _, r in rows],
+                [None for _ in rows],
+                sorted({store._lock_key(d) for d, _ in rows}),
             )
         finally:
             await transaction.rollback()  # EXPLAIN ANALYZE wrote them
