@@ -115,6 +115,20 @@ FANOUT_DEPTH = Gauge(
     multiprocess_mode="livesum",
 )
 
+# --- the garbage collector (API) ----------------------------------------------------------
+
+GC_PAUSE = Histogram(
+    "vaporform_gc_pause_seconds",
+    "How long each cyclic garbage collection stopped the API's event loop",
+    ["generation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+GC_FROZEN = Gauge(
+    "vaporform_gc_frozen_objects",
+    "Objects the collector no longer walks (gc.freeze once the app is built)",
+    multiprocess_mode="livesum",
+)
+
 # --- database pools (API and worker) -------------------------------------------------------
 
 DB_POOL = Gauge(

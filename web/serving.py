@@ -199,12 +199,15 @@ def create() -> ASGIApp:
     the environment, as `vaporform api` is."""
     from vaporform import logs
     from vaporform.config import load_config
+    from web import gc_pauses
     from web.app import create_app
 
     _die_with_parent()
     config = load_config()
     logs.configure(config.log_level)
-    return guarded(create_app(config), dead_peer_s=config.collab.dead_peer_s)
+    app = guarded(create_app(config), dead_peer_s=config.collab.dead_peer_s)
+    gc_pauses.tune()
+    return app
 
 
 def _die_with_parent() -> None:

@@ -30,6 +30,7 @@ from werkzeug.routing import Rule
 
 from vaporform import metrics
 from vaporform.tracing import Tracing, extract
+from web import gc_pauses
 from web.errors import APIError, not_found
 from web.openapi import document_errors, document_raw_response
 from web.services import services
@@ -45,6 +46,7 @@ UNMATCHED = "unmatched"
 # Anything else a client may send as a method is one label value, not a new series each.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 POOL_SAMPLE_EVERY_S = 5.0
+GC_REPORT_EVERY_S = 1.0
 CLIENT_CLOSED = 499
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 
@@ -188,10 +190,7 @@ def init_telemetry(app: Quart, tracing: Tracing) -> None:
     @app.before_serving
     async def _start_sampling() -> None:
         nonlocal sampler
-        # One process answers a scrape for all (multiprocess mode): the others report their
-        # pools on their own, every few seconds.
-        if metrics.multiprocess():
-            sampler = asyncio.create_task(_sample_pools())
+        sampler = asyncio.create_task(_sample(pools=metrics.multiprocess()))
 
     @app.after_serving
     async def _stop() -> None:
@@ -205,10 +204,17 @@ def init_telemetry(app: Quart, tracing: Tracing) -> None:
     app.register_blueprint(blueprint)
 
 
-async def _sample_pools() -> None:
+async def _sample(*, pools: bool) -> None:
+    """Every second the collector's pauses go into their histogram (web/gc_pauses.py). In
+    multiprocess mode one process answers a scrape for all, so every few seconds each
+    reports its pools on its own too."""
+    sampled = 0.0
     while True:
-        metrics.sample_pools()
-        await asyncio.sleep(POOL_SAMPLE_EVERY_S)
+        gc_pauses.report()
+        if pools and time.monotonic() - sampled >= POOL_SAMPLE_EVERY_S:
+            metrics.sample_pools()
+            sampled = time.monotonic()
+        await asyncio.sleep(GC_REPORT_EVERY_S)
 
 
 blueprint = Blueprint("metrics", __name__)
@@ -234,5 +240,6 @@ async def metrics_exposition() -> Response:
             "the metrics token is required",
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
+    gc_pauses.report()
     body = await asyncio.to_thread(metrics.exposition)
     return Response(body, content_type=metrics.CONTENT_TYPE)

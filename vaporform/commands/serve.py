@@ -47,15 +47,18 @@ def run_api(config: Config, workers: int = 1) -> None:
 async def _run_hypercorn(config: Config) -> None:
     from hypercorn.asyncio import serve
 
+    from web import gc_pauses
     from web.app import create_app
     from web.serving import guarded, hypercorn_config
 
+    app = guarded(create_app(config))
+    gc_pauses.tune()
     hconfig = hypercorn_config(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(guarded(create_app(config)), hconfig, shutdown_trigger=stop.wait)
+    await serve(app, hconfig, shutdown_trigger=stop.wait)
 
 
 async def run_previews(config: Config) -> int:
