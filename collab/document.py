@@ -78,8 +78,12 @@ class LiveDocument:
             return []
         if not self.history or self.history[0].revision > revision + 1:
             return None
-        start = revision + 1 - self.history[0].revision
-        return list(itertools.islice(self.history, start, None))
+        # From the newest end: islice from the start would walk the whole history (up to
+        # `history_limit` ops) when only the last few are wanted, as they nearly always are.
+        wanted = self.revision - revision
+        found = list(itertools.islice(reversed(self.history), wanted))
+        found.reverse()
+        return found
 
     async def ops_after(self, pool: asyncpg.Pool, revision: int) -> list[OpRow]:
         if revision > self.revision or revision < 0:
