@@ -54,6 +54,10 @@ _TRACE_HEADERS = (b"traceparent", b"tracestate")
 @dataclass(slots=True)
 class _Exchange:
     route: str = UNMATCHED
+    # A WebSocket's: the send below this middleware and, once accepted, its count of frames
+    # out (for `frame_sender`).
+    send: Send | None = None
+    frames_out: Any = None
 
 
 # The exchange being served; the route hook fills it in (tasks Quart starts inherit it).
@@ -130,7 +134,7 @@ class Telemetry:
             )
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exchange = _Exchange()
+        exchange = _Exchange(send=send)
         token = _exchange.set(exchange)
         route: str | None = None
         frames_in: Any = None
@@ -144,7 +148,7 @@ class Telemetry:
             elif kind == "websocket.accept" and route is None:
                 route = exchange.route
                 frames_in = metrics.WS_FRAMES.labels(route, "in")
-                frames_out = metrics.WS_FRAMES.labels(route, "out")
+                frames_out = exchange.frames_out = metrics.WS_FRAMES.labels(route, "out")
                 metrics.WS_OPEN.labels(route).inc()
                 metrics.WS_OPENED.labels(route).inc()
             await send(message)
@@ -161,6 +165,32 @@ class Telemetry:
             _exchange.reset(token)
             if route is not None:
                 metrics.WS_OPEN.labels(route).dec()
+
+
+FrameSender = Callable[[list[str]], Awaitable[None]]
+
+
+def frame_sender() -> FrameSender:
+    """For a WebSocket handler that has accepted: writes text frames straight to the server,
+    counted once per call. Quart's `websocket.send` wraps every frame (a yield to the loop,
+    the accept check, a context lookup, a signal) and this middleware counts each: 7% of the
+    API's time at 200 people in one file, whose socket writes thousands of frames a second."""
+    exchange = _exchange.get()
+    if exchange is None or exchange.send is None or exchange.frames_out is None:
+        return _through_quart  # an app served without the middleware (or not accepted)
+    send, frames_out = exchange.send, exchange.frames_out
+
+    async def send_frames(frames: list[str]) -> None:
+        for frame in frames:
+            await send({"type": "websocket.send", "bytes": None, "text": frame})
+        frames_out.inc(len(frames))
+
+    return send_frames
+
+
+async def _through_quart(frames: list[str]) -> None:
+    for frame in frames:
+        await websocket.send(frame)
 
 
 def init_telemetry(app: Quart, tracing: Tracing) -> None:

@@ -21,6 +21,7 @@ from web.errors import APIError, error_response, not_found
 from web.openapi import document_websocket
 from web.revocation import ACCESS_REVOKED_CLOSE_CODE, revocations
 from web.services import services
+from web.telemetry import frame_sender
 
 blueprint = Blueprint("collab", __name__, url_prefix="/api/v1/projects")
 
@@ -109,9 +110,9 @@ async def _pump_in(session: Session) -> None:
 
 
 async def _pump_out(session: Session) -> None:
+    send = frame_sender()
     while True:
         frames = await session.outbox.frames()
         if frames is None:
             return
-        for frame in frames:
-            await websocket.send(frame)
+        await send(frames)
