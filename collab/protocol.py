@@ -10,9 +10,10 @@ they answer a client message, ``ref`` (that message's ``id``).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import os
 import time
-import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -212,6 +213,21 @@ def chat(payload: dict[str, Any], max_chars: int) -> Chat:
     return Chat(text)
 
 
+# Envelope ids: 32 hex digits, unique without a random draw per message (uuid4 was 2% of the
+# API's time at 250 files x 4 writers): a random half per process, a counted half.
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count(1)
+
+
+def _new_prefix() -> None:
+    global _ID_PREFIX
+    _ID_PREFIX = os.urandom(8).hex()
+
+
+# Worker processes forked after this module was imported draw their own half.
+os.register_at_fork(after_in_child=_new_prefix)
+
+
 def envelope(
     kind: ServerType,
     payload: dict[str, Any],
@@ -221,7 +237,7 @@ def envelope(
     ref: str | None = None,
 ) -> str:
     message: dict[str, Any] = {
-        "id": uuid.uuid4().hex,
+        "id": f"{_ID_PREFIX}{next(_ids):016x}",
         "type": kind.value,
         "payload": payload,
         "timestamp": time.time(),
