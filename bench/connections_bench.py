@@ -20,7 +20,7 @@ network to the reader vanishes (a netfilter rule drops its packets, so nothing a
 RST, no ACK). Prints how long until its presence is gone for the first. Needs root (nft).
 
 Without --url each starts its own stack (bench/stack.py), served by `VAPORFORM_SERVER`
-(default Granian).
+(default uvicorn).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import running_stack
+from web.serving import server_name
 
 LOAD_ENV = {
     "VAPORFORM_COLLAB_OP_RATE": "1000000",
@@ -329,7 +330,7 @@ async def joins(url: str, clients: int, files: int, concurrency: int) -> dict[st
     settled_ok = settled_ok and all(m.closed_code is None for m in members)
     settled = max(m.last_frame for m in members) - began if settled_ok else None
     result: dict[str, Any] = {
-        "server": os.environ.get("VAPORFORM_SERVER", "granian"),
+        "server": server_name(),
         "clients": clients,
         "files": files,
         "connected_s": round(connected, 2),
@@ -374,7 +375,7 @@ async def idle(url: str, connections: int, per_project: int, one_project: bool) 
     await wait_for(lambda: all(m.knows(others) for m in members), 300)
     await quiet(members, 2.0)
     result: dict[str, Any] = {
-        "server": os.environ.get("VAPORFORM_SERVER", "granian"),
+        "server": server_name(),
         "idle_connections": sum(1 for m in members if m.closed_code is None),
         "closed": closed_codes(members),
         "projects": projects,
@@ -427,7 +428,7 @@ async def dead_peer(url: str) -> dict[str, Any]:
         undrop()
     noticed = not watcher.knows(1) and watcher.closed_code is None
     result = {
-        "server": os.environ.get("VAPORFORM_SERVER", "granian"),
+        "server": server_name(),
         "dead_peer_noticed_s": round(time.perf_counter() - began, 1) if noticed else None,
         # A server that drops silent clients drops the watcher too.
         "watcher_closed": watcher.closed_code,

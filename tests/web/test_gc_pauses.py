@@ -59,7 +59,7 @@ def test_tuning_freezes_start_up_raises_the_young_threshold_and_reports_pauses()
 
 
 async def test_the_api_process_serves_with_its_collector_tuned(config: Config) -> None:
-    """`vaporform api` (a Granian worker building the app with web.serving.create)."""
+    """`vaporform api` (its server builds the app with web.serving.create)."""
     port = free_port()
     env = {**api_process_env(config, port), "VAPORFORM_METRICS_TOKEN": TOKEN}
     process = await asyncio.create_subprocess_exec(

@@ -40,7 +40,7 @@ def run_api(config: Config, workers: int = 1) -> None:
         serve_uvicorn(config, workers)
     else:
         if workers != 1:
-            raise StartupError("VAPORFORM_SERVER=hypercorn serves one process: use granian")
+            raise StartupError("VAPORFORM_SERVER=hypercorn serves one process: use uvicorn")
         asyncio.run(_run_hypercorn(config))
 
 
