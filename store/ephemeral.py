@@ -99,8 +99,17 @@ class MemoryEphemeral:
         self._values.clear()
 
 
-class _ClosingPool(redis.ConnectionPool):
-    """A pool that leaves no connection open once closed.
+# Connections one client opens at most; a command waits this long for one to be free.
+MAX_CONNECTIONS = 100
+CONNECTION_WAIT_S = 20.0
+
+
+class _ClosingPool(redis.BlockingConnectionPool):
+    """A pool that leaves no connection open once closed, and in which a command waits for a
+    connection when all of them are busy rather than failing. A plain pool raises "Too many
+    connections" past its 100th: 1,000 people in one project, each publishing its presence
+    and ops, lost hundreds of publishes that way, and with them the other API processes'
+    copies of those ops.
 
     Closing disconnects every connection, but a command in flight then fails and its retry
     (below) connects again, and a command issued after the close connects a new one; either
@@ -129,6 +138,8 @@ def redis_client(url: str, *, decode_responses: bool = False) -> redis.Redis:
     """
     pool = _ClosingPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=CONNECTION_WAIT_S,
         decode_responses=decode_responses,
         retry=Retry(NoBackoff(), 1),
         retry_on_error=[ConnectionError],

@@ -11,7 +11,13 @@ import pytest
 from redis.asyncio import Redis
 
 from collab.broker import RedisBroker
-from store.ephemeral import Ephemeral, MemoryEphemeral, RedisEphemeral, redis_client
+from store.ephemeral import (
+    MAX_CONNECTIONS,
+    Ephemeral,
+    MemoryEphemeral,
+    RedisEphemeral,
+    redis_client,
+)
 from tests.conftest import REDIS_URL, free_port
 from tests.support import wait_until
 
@@ -160,3 +166,18 @@ async def _blocked(observer: Redis, name: str) -> bool:
 
 async def _none(count: Callable[[], Awaitable[int]]) -> bool:
     return await count() == 0
+
+
+async def test_commands_beyond_the_pool_wait_for_a_connection() -> None:
+    """More commands at once than the pool has connections: they queue for one, none fails
+    (1,000 people in one project publish at once)."""
+    client = redis_client(REDIS_URL)
+    channel = f"vf-test-{uuid.uuid4().hex[:12]}"
+    try:
+        results = await asyncio.gather(
+            *(client.publish(channel, b"m") for _ in range(MAX_CONNECTIONS * 4)),
+            return_exceptions=True,
+        )
+        assert [r for r in results if isinstance(r, BaseException)] == []
+    finally:
+        await client.aclose()
