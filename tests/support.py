@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -83,6 +84,31 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert error["code"] == code, error
     return error
+
+
+async def spawn_api(env: Mapping[str, str], *args: str) -> asyncio.subprocess.Process:
+    """`vaporform api` in a process of its own, its output discarded; `wait_for_api` next."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vaporform.cli",
+        "api",
+        *args,
+        env=dict(env),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def wait_for_api(port: int) -> None:
+    async def healthy() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                return (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await wait_until(healthy, timeout=30, what="the API process")
 
 
 def api_process_env(config: Config, port: int) -> dict[str, str]:

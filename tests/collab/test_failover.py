@@ -9,44 +9,32 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from collab import ot
 from tests.collab.conftest import WSClient
 from tests.conftest import Server, api_client, free_port, serving
-from tests.support import Account, api_process_env, create_project, register, wait_until
+from tests.support import (
+    Account,
+    api_process_env,
+    create_project,
+    register,
+    spawn_api,
+    wait_for_api,
+    wait_until,
+)
 from vaporform.config import Config
 
 
 @pytest.fixture
 async def doomed(config: Config) -> AsyncIterator[tuple[Server, asyncio.subprocess.Process]]:
     port = free_port()
-    env = api_process_env(config, port)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "vaporform.cli",
-        "api",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    async def healthy() -> bool:
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(base + "/healthz")).status_code == 200
-        except httpx.TransportError:
-            return False
-
+    process = await spawn_api(api_process_env(config, port))
     try:
-        await wait_until(healthy, timeout=30, what="the API process")
+        await wait_for_api(port)
         yield Server(None, port), process  # type: ignore[arg-type]
     finally:
         if process.returncode is None:

@@ -3,7 +3,6 @@ aside, young collections are rare, and every pause is reported."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import sys
 import httpx
 
 from tests.conftest import free_port
-from tests.support import api_process_env, wait_until
+from tests.support import api_process_env, spawn_api, wait_for_api
 from tests.web.test_metrics import BEARER, TOKEN, value
 from vaporform.config import Config
 
@@ -61,29 +60,13 @@ def test_tuning_freezes_start_up_raises_the_young_threshold_and_reports_pauses()
 async def test_the_api_process_serves_with_its_collector_tuned(config: Config) -> None:
     """`vaporform api` (its server builds the app with web.serving.create)."""
     port = free_port()
-    env = {**api_process_env(config, port), "VAPORFORM_METRICS_TOKEN": TOKEN}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "vaporform.cli",
-        "api",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    process = await spawn_api({**api_process_env(config, port), "VAPORFORM_METRICS_TOKEN": TOKEN})
     try:
+        await wait_for_api(port)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-
-            async def healthy() -> bool:
-                try:
-                    return (await http.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_until(healthy, timeout=30, what="the API process")
             scraped = await http.get("/metrics", headers=BEARER)
-            assert scraped.status_code == 200, scraped.text
-            assert value(scraped.text, "vaporform_gc_frozen_objects") > 10_000
+        assert scraped.status_code == 200, scraped.text
+        assert value(scraped.text, "vaporform_gc_frozen_objects") > 10_000
     finally:
         if process.returncode is None:
             process.terminate()

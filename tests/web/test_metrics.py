@@ -3,8 +3,6 @@ are route templates, and nobody without the metrics token reads them."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +13,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.collab.conftest import WSClient
 from tests.conftest import Server, api_client, free_port, serving
-from tests.support import api_process_env, assert_error, create_project, register, wait_until
+from tests.support import (
+    api_process_env,
+    assert_error,
+    create_project,
+    register,
+    spawn_api,
+    wait_until,
+)
 from vaporform.config import Config, load_config
 from vaporform.settings.env import ConfigError
 from vaporform.settings.telemetry import TelemetrySettings
@@ -172,17 +177,7 @@ async def test_several_api_processes_report_as_one(config: Config, tmp_path: Pat
         "VAPORFORM_METRICS_TOKEN": TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(folder),
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "vaporform.cli",
-        "api",
-        "--workers",
-        "2",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    process = await spawn_api(env, "--workers", "2")
     base = f"http://127.0.0.1:{port}"
 
     async def get(path: str, **headers: str) -> httpx.Response:
