@@ -19,6 +19,7 @@ from tests.support import (
     create_project,
     register,
     spawn_api,
+    wait_for_api,
     wait_until,
 )
 from vaporform.config import Config, load_config
@@ -185,12 +186,6 @@ async def test_several_api_processes_report_as_one(config: Config, tmp_path: Pat
         async with httpx.AsyncClient(base_url=base, timeout=10) as fresh:
             return await fresh.get(path, headers=headers)
 
-    async def healthy() -> bool:
-        try:
-            return (await get("/healthz")).status_code == 200
-        except httpx.TransportError:
-            return False
-
     async def both_serving() -> bool:
         await get("/healthz")
         # Files are per process id; the supervisor (`process`) writes one too but serves nothing.
@@ -207,7 +202,7 @@ async def test_several_api_processes_report_as_one(config: Config, tmp_path: Pat
         )
 
     try:
-        await wait_until(healthy, timeout=30, what="the API processes")
+        await wait_for_api(port)
         await wait_until(both_serving, timeout=30, what="both processes to answer requests")
         before = healthz((await get("/metrics", **BEARER)).text)
         for _ in range(20):
