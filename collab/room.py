@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
@@ -73,6 +75,7 @@ class OpenDocument:
         )
         self.peers: dict[str, Peer] = {}
         self.saving: asyncio.Task[None] | None = None
+        self.saved_at = -math.inf  # monotonic time of the last save begun
         doc.listeners.add(self._deliver)
         doc.jump_listeners.add(self._jumped)
 
@@ -110,6 +113,7 @@ class OpenDocument:
 
     def save_soon(self, reason: str) -> None:
         if self.saving is None or self.saving.done():
+            self.saved_at = time.monotonic()
             self.saving = self.room.hub.spawn(self._save(reason))
 
     async def _save(self, reason: str) -> None:
@@ -269,7 +273,10 @@ class Room:
             doc = opened.doc
             if not opened.dirty():
                 continue
-            if doc.revision - doc.checkpointed_revision >= settings.checkpoint_every_ops:
+            if (
+                doc.revision - doc.checkpointed_revision >= settings.checkpoint_every_ops
+                and now - opened.saved_at >= settings.checkpoint_busy_s
+            ):
                 opened.save_soon(f"{settings.checkpoint_every_ops} edits")
             elif now - doc.last_change >= settings.checkpoint_idle_s:
                 opened.save_soon("idle")
