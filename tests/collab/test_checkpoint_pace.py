@@ -8,6 +8,7 @@ each time the edits came up to the count.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -64,5 +65,5 @@ async def test_a_busy_document_is_saved_at_most_once_per_busy_interval(
     assert len(saves) >= 2, saves
     # ...and never sooner than the floor allows; the slack covers when each save's
     # transaction began after it was decided (the tick alone would give 0.25 s gaps).
-    gaps = [(b - a).total_seconds() for a, b in zip(saves, saves[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(saves)]
     assert min(gaps) >= BUSY_S - 0.5, gaps
