@@ -13,6 +13,11 @@ from uuid import UUID
 ACCESS = "access"
 
 
+def node_channel(node_id: str) -> str:
+    """Where one API node hears the ops other nodes send it to commit (collab/forward.py)."""
+    return f"collab:node:{node_id}"
+
+
 def room_channel(project_id: UUID | str) -> str:
     """Where a project's collaboration rooms on every API node talk to each other."""
     return f"project:{project_id}"

@@ -69,6 +69,8 @@ class LiveDocument:
         self.last_author: UUID | None = None
         self.editors = 0  # local sessions that may edit, for "last editor leaves"
         self._catching_up: asyncio.Task[None] | None = None
+        # Who waits for a revision committed on another node (collab/forward.py).
+        self._reaching: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- reading the cache ---------------------------------------------------------------
 
@@ -122,6 +124,27 @@ class LiveDocument:
                 listener(self, fresh)
             except Exception:
                 log.exception("listener failed", extra={"path": self.path})
+        if self._reaching:
+            self._reached()
+
+    async def reach(self, revision: int, pool: asyncpg.Pool, wait_s: float = 1.0) -> None:
+        """Return once this copy holds `revision`, committed on another node: from the
+        broker as usual, or read from the database when the broker is slower than `wait_s`."""
+        if self.revision >= revision:
+            return
+        reached = asyncio.get_running_loop().create_future()
+        self._reaching.append((revision, reached))
+        try:
+            await asyncio.wait_for(asyncio.shield(reached), wait_s)
+        except TimeoutError:
+            await self.catch_up(pool)
+        finally:
+            self._reaching = [(r, f) for r, f in self._reaching if f is not reached]
+
+    def _reached(self) -> None:
+        for revision, reached in self._reaching:
+            if revision <= self.revision and not reached.done():
+                reached.set_result(None)
 
     def receive(self, row: OpRow, pool: asyncpg.Pool) -> None:
         """An op committed elsewhere, from the broker (possibly out of reach: then catch up)."""
@@ -169,6 +192,8 @@ class LiveDocument:
                 listener(self)
             except Exception:
                 log.exception("jump listener failed", extra={"path": self.path})
+        if self._reaching:
+            self._reached()
 
     # -- cursors -------------------------------------------------------------------------
 

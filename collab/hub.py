@@ -25,6 +25,7 @@ from opentelemetry import trace
 from collab.broker import Broker
 from collab.fanout import Fanout
 from collab.files import DocumentFiles
+from collab.forward import Forwarder
 from collab.room import Room
 from collab.settings import CollabSettings
 from collab.submit import GroupCommit
@@ -59,6 +60,8 @@ class Hub:
         self.fanout = Fanout(self.settings.fanout_tick_s)
         # Every document's commits on this node, in as few transactions as possible.
         self.group_commit = GroupCommit(pool, self.settings)
+        # Ops of documents another node owns go there to be committed.
+        self.forwarder = Forwarder(self)
         self.rooms: dict[UUID, Room] = {}
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -79,6 +82,7 @@ class Hub:
     async def enter(self, project_id: UUID) -> Room:
         async with self._lock:
             if self._ticker is None:
+                await self.forwarder.start()
                 self._ticker = asyncio.get_running_loop().create_task(self._tick())
             room = self.rooms.get(project_id)
             if room is None:
@@ -141,4 +145,5 @@ class Hub:
         self.rooms.clear()
         self.fanout.cancel()
         self._report_queued(0)
+        await self.forwarder.stop()
         await self.broker.close()

@@ -73,16 +73,26 @@ class Roster:
 
     def __init__(self) -> None:
         self.by_session: dict[str, Participant] = {}
+        self.version = 0  # moves on whenever someone comes, goes or opens other files
+
+    def _changed(self) -> None:
+        self.version += 1
 
     def upsert(self, participant: Participant) -> bool:
         """Record; True when something visible changed."""
         old = self.by_session.get(participant.session_id)
         participant.seen = time.monotonic()
         self.by_session[participant.session_id] = participant
-        return old is None or old.paths != participant.paths or old.name != participant.name
+        changed = old is None or old.paths != participant.paths or old.name != participant.name
+        if changed:
+            self._changed()
+        return changed
 
     def remove(self, session_id: str) -> Participant | None:
-        return self.by_session.pop(session_id, None)
+        removed = self.by_session.pop(session_id, None)
+        if removed is not None:
+            self._changed()
+        return removed
 
     def in_path(self, path: str) -> list[Participant]:
         return [p for p in self.by_session.values() if path in p.paths]
@@ -93,4 +103,6 @@ class Roster:
         gone = [p for p in self.by_session.values() if p.node != local_node and p.seen < cutoff]
         for participant in gone:
             del self.by_session[participant.session_id]
+        if gone:
+            self._changed()
         return gone

@@ -122,8 +122,10 @@ class Relay:
     def _on_message(self, data: bytes) -> None:
         try:
             message = orjson.loads(data)
-            if message.get("node") == self.room.hub.node_id:
+            node = message.get("node")
+            if node == self.room.hub.node_id:
                 return
+            self.room.heard_from(str(node))
             self._dispatch(message)
         except Exception:
             log.exception("bad broker message", extra={"channel": self.channel})

@@ -135,6 +135,12 @@ class Room:
         self.refs = 0
         self.relay = Relay(self)
         self.presence = cursors.PresenceBatch(self)
+        self._silent: set[str] = set()  # nodes that left a forwarded op unanswered
+        # Owners by path, worked out again when the roster or `_silent` changes: reading
+        # the roster for every op cost O(participants) per op.
+        self._owners: dict[str, str] = {}
+        self._owners_of: tuple[int, int] = (-1, 0)
+        self._silenced = 0
 
     async def start(self) -> None:
         await self.relay.start()
@@ -165,6 +171,31 @@ class Room:
                 sent += 1
         if kind is not None:
             instruments.sent(kind, sent)
+
+    # -- who commits a document (collab/forward.py) ----------------------------------------
+
+    def owner(self, path: str) -> str:
+        """The node that commits `path`: the smallest id among the nodes with someone who
+        has it open (this one included), less those that went silent."""
+        if self._owners_of != (self.roster.version, self._silenced):
+            self._owners.clear()
+            self._owners_of = (self.roster.version, self._silenced)
+        found = self._owners.get(path)
+        if found is None:
+            nodes = {p.node for p in self.roster.in_path(path)} - self._silent
+            nodes.add(self.hub.node_id)
+            found = self._owners[path] = min(nodes)
+        return found
+
+    def unreachable(self, node: str) -> None:
+        if node not in self._silent:
+            self._silent.add(node)
+            self._silenced += 1
+
+    def heard_from(self, node: str) -> None:
+        if node in self._silent:
+            self._silent.discard(node)
+            self._silenced += 1
 
     def _doc_peers(self, path: str) -> dict[str, Peer]:
         found = self.documents.get(path)

@@ -316,7 +316,9 @@ class Session:
         )
         context = span.get_span_context()
         try:
-            outcome = await opened.committer.submit(
+            outcome = await self.room.hub.forwarder.submit(
+                self.room,
+                opened,
                 Submission(
                     op.revision,
                     op.op,
@@ -324,7 +326,7 @@ class Session:
                     op.seq,
                     self.user_id,
                     span_context=context if context.is_valid else None,
-                )
+                ),
             )
             span.set_attribute("vaporform.collab.revision", outcome.revision)
         except BaseException as exc:

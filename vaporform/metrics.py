@@ -109,6 +109,11 @@ COMMIT_CONFLICTS = Counter(
     "vaporform_collab_commit_conflicts",
     "Commits that lost the race for a revision to another node and were retried",
 )
+COLLAB_FORWARDED = Counter(
+    "vaporform_collab_forwarded_ops",
+    "Ops sent to the node that owns their document, by what came of them",
+    ["outcome"],  # committed, refused (an error the client gets), absent, unanswered
+)
 FANOUT_DEPTH = Gauge(
     "vaporform_collab_fanout_queue_depth",
     "Messages waiting in connections' send queues",
