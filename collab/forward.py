@@ -20,7 +20,8 @@ until it hears from it again.
 
 Messages on a node's channel ``collab:node:<id>`` (collab.channels.node_channel), JSON:
 
-``submit`` ``{id, from, project, path, revision, op, client_key, seq, user_id}``;
+``submit`` ``{id, from, project, path, revision, op, client_key, seq, user_id, trace}`` (trace:
+the op's span as ``[trace id, span id, flags]``, or null);
 ``outcome`` ``{id, revision, op, duplicate}``, ``{id, error: {code, message, details}}`` or
 ``{id, absent: true}`` (the document is not open there: the sender commits it itself).
 """
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
+from opentelemetry.trace import SpanContext, TraceFlags
 
 from collab.broker import Subscription
 from collab.channels import node_channel
@@ -95,6 +97,7 @@ class Forwarder:
             "client_key": sub.client_key,
             "seq": sub.seq,
             "user_id": None if sub.user_id is None else str(sub.user_id),
+            "trace": _wire_trace(sub.span_context),
         }
         try:
             await hub.broker.publish(node_channel(owner), orjson.dumps(message))
@@ -150,6 +153,7 @@ class Forwarder:
                 str(message["client_key"]),
                 int(message["seq"]),
                 None if user is None else UUID(str(user)),
+                span_context=_read_trace(message.get("trace")),
             )
             try:
                 outcome = await opened.committer.submit(sub)
@@ -164,3 +168,22 @@ class Forwarder:
                     "details": {},
                 }
         await hub.broker.publish(node_channel(str(message["from"])), orjson.dumps(reply))
+
+
+# The op's span travels with it, so that the owner's commit span is its child, as on one node.
+def _wire_trace(context: SpanContext | None) -> list[Any] | None:
+    if context is None:
+        return None
+    return [f"{context.trace_id:032x}", f"{context.span_id:016x}", int(context.trace_flags)]
+
+
+def _read_trace(raw: Any) -> SpanContext | None:
+    if not isinstance(raw, list) or len(raw) != 3:
+        return None
+    try:
+        context = SpanContext(
+            int(raw[0], 16), int(raw[1], 16), is_remote=True, trace_flags=TraceFlags(int(raw[2]))
+        )
+    except (TypeError, ValueError):
+        return None
+    return context if context.is_valid else None

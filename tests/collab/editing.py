@@ -1,16 +1,23 @@
-"""Test helpers for editing over WebSockets: projects with a file, and an ot.js-like editor."""
+"""Test helpers for editing over WebSockets: projects with a file, an ot.js-like editor, and
+which node owns a file."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import uuid
+from collections.abc import Awaitable, Callable
 
 import httpx
 
 from collab import ot
 from collab.client import OTClient
+from collab.hub import Hub
+from collab.room import Room
 from tests.collab.conftest import WSClient
+from tests.conftest import Server
 from tests.support import Account, create_project, register, wait_until
+from web.services import EXTENSION_KEY
 
 
 async def project_with_file(
@@ -123,3 +130,29 @@ async def type_concurrently(editors: list[Editor], edits: int) -> None:
 
     await asyncio.gather(*(typist(e) for e in editors))
     await converge(editors)
+
+
+def hub_of(server: Server) -> Hub:
+    """The collaboration hub of `server` (an in-process API node)."""
+    hub: Hub = server.app.extensions[EXTENSION_KEY].collab
+    return hub
+
+
+def room_of(server: Server, pid: str) -> Room:
+    """The collaboration room of project `pid` on `server`, which someone has entered."""
+    return hub_of(server).rooms[uuid.UUID(pid)]
+
+
+def owner_agreed(
+    servers: tuple[Server, Server], pid: str, path: str
+) -> Callable[[], Awaitable[bool]]:
+    """Each node knows the other's participants in `path`, so both name the same owner."""
+
+    async def condition() -> bool:
+        rooms = [hub_of(s).rooms.get(uuid.UUID(pid)) for s in servers]
+        if rooms[0] is None or rooms[1] is None:
+            return False
+        nodes = [{p.node for p in r.roster.in_path(path)} for r in (rooms[0], rooms[1])]
+        return all(len(n) == 2 for n in nodes) and rooms[0].owner(path) == rooms[1].owner(path)
+
+    return condition

@@ -18,12 +18,14 @@ from dataclasses import dataclass, replace
 import httpx
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
+from prometheus_client import REGISTRY
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
 from files.factory import build_filesystem
 from store import db
 from tests.collab.conftest import WSClient
+from tests.collab.editing import owner_agreed, room_of
 from tests.conftest import ADMIN_DSN, Server, api_client, migrated_database, serving
 from tests.otlp_collector import Collector, ReceivedSpan
 from tests.support import create_project, register, wait_until
@@ -211,6 +213,59 @@ async def test_an_op_is_traced_through_its_commit(stack: Stack, api: httpx.Async
     assert op.attributes["vaporform.collab.revision"] == 1
     commit = one(spans, "collab commit", parent_span_id=op.span_id)
     assert commit.trace_id == op.trace_id
+    assert commit.attributes["vaporform.collab.ops"] == 1
+
+
+async def test_an_op_sent_to_its_files_owner_is_traced_through_the_commit_there(
+    stack: Stack, api: httpx.AsyncClient, traced_config: Config
+) -> None:
+    owner = await register(api, "writer")
+    pid = str((await create_project(api, owner))["id"])
+    put = await api.put(
+        f"/api/v1/projects/{pid}/files/b.txt", json={"content": "abc"}, headers=owner.headers
+    )
+    assert put.status_code == 201, put.text
+    forwarded = ("vaporform_collab_forwarded_ops_total", {"outcome": "committed"})
+    before = REGISTRY.get_sample_value(*forwarded) or 0.0
+    async with serving(traced_config) as second:
+        servers = (stack.server, second)
+        sockets = [await WSClient.connect(s, pid, owner.access_token) for s in servers]
+        try:
+            for socket in sockets:
+                await socket.join("b.txt")
+            await wait_until(owner_agreed(servers, pid, "b.txt"), what="one owner of b.txt")
+            first = room_of(servers[0], pid)
+            writer = sockets[1] if first.owner("b.txt") == first.hub.node_id else sockets[0]
+            op = {"path": "b.txt", "revision": 0, "op": [3, "d"], "seq": 1}
+            assert (await writer.reply(await writer.send("op", op)))["type"] == "ack"
+
+            # The ack leaves as soon as the op reaches the writer's node, maybe before the
+            # owner's answer: counted once that is in.
+            async def answered() -> bool:
+                return REGISTRY.get_sample_value(*forwarded) == before + 1
+
+            await wait_until(answered, what="the owner's answer")
+        finally:
+            for socket in sockets:
+                await socket.close()
+        await asyncio.to_thread(second.app.extensions[TRACING_KEY].flush)
+
+    def ops(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+        return [
+            s
+            for s in spans
+            if s.name == "collab op" and s.attributes.get("vaporform.project_id") == pid
+        ]
+
+    async def committed() -> bool:
+        spans = await stack.spans()
+        return any(s.parent_span_id == o.span_id for o in ops(spans) for s in spans)
+
+    await wait_until(committed, what="the forwarded op's commit span")
+    spans = await stack.spans()
+    [sent] = ops(spans)
+    commit = one(spans, "collab commit", parent_span_id=sent.span_id)
+    assert commit.trace_id == sent.trace_id
     assert commit.attributes["vaporform.collab.ops"] == 1
 
 
