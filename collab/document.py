@@ -135,7 +135,7 @@ class LiveDocument:
         reached = asyncio.get_running_loop().create_future()
         self._reaching.append((revision, reached))
         try:
-            await asyncio.wait_for(asyncio.shield(reached), wait_s)
+            await asyncio.wait_for(reached, wait_s)
         except TimeoutError:
             await self.catch_up(pool)
         finally:

@@ -139,8 +139,7 @@ class Room:
         # Owners by path, worked out again when the roster or `_silent` changes: reading
         # the roster for every op cost O(participants) per op.
         self._owners: dict[str, str] = {}
-        self._owners_of: tuple[int, int] = (-1, 0)
-        self._silenced = 0
+        self._owners_of = -1  # the roster version `_owners` was worked out for
 
     async def start(self) -> None:
         await self.relay.start()
@@ -177,9 +176,9 @@ class Room:
     def owner(self, path: str) -> str:
         """The node that commits `path`: the smallest id among the nodes with someone who
         has it open (this one included), less those that went silent."""
-        if self._owners_of != (self.roster.version, self._silenced):
+        if self._owners_of != self.roster.version:
             self._owners.clear()
-            self._owners_of = (self.roster.version, self._silenced)
+            self._owners_of = self.roster.version
         found = self._owners.get(path)
         if found is None:
             nodes = {p.node for p in self.roster.in_path(path)} - self._silent
@@ -190,12 +189,12 @@ class Room:
     def unreachable(self, node: str) -> None:
         if node not in self._silent:
             self._silent.add(node)
-            self._silenced += 1
+            self._owners.clear()
 
     def heard_from(self, node: str) -> None:
         if node in self._silent:
             self._silent.discard(node)
-            self._silenced += 1
+            self._owners.clear()
 
     def _doc_peers(self, path: str) -> dict[str, Peer]:
         found = self.documents.get(path)
