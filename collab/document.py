@@ -106,18 +106,27 @@ class LiveDocument:
 
     # -- moving forward ------------------------------------------------------------------
 
-    def advance(self, rows: Sequence[OpRow]) -> None:
-        """Apply consecutive committed ops that follow the current revision."""
+    def advance(self, rows: Sequence[OpRow], *, result: tuple[str, int] | None = None) -> None:
+        """Apply consecutive committed ops that follow the current revision.
+
+        `result` is the text and UTF-16 length after all of `rows`, when the committer has
+        already computed them from this revision: then the ops are not applied again.
+        """
         fresh = [r for r in rows if r.revision > self.revision]
         if not fresh:
             return
         if fresh[0].revision != self.revision + 1:
             raise RuntimeError(f"gap: at {self.revision}, got {fresh[0].revision}")
-        for row in fresh:
-            self.text = ot.apply(self.text, row.op)
-            self.revision = row.revision
-            self.history.append(row)
-        self.units = ot.utf16_len(self.text)
+        if result is not None and len(fresh) == len(rows):
+            self.text, self.units = result
+            self.revision = fresh[-1].revision
+            self.history.extend(fresh)
+        else:
+            for row in fresh:
+                self.text = ot.apply(self.text, row.op)
+                self.revision = row.revision
+                self.history.append(row)
+            self.units = ot.utf16_len(self.text)
         self.last_change = time.monotonic()
         for listener in list(self.listeners):
             try:

@@ -30,7 +30,7 @@ Internally inserts and documents are handled as UTF-16-LE bytes, sliced two byte
 
 from __future__ import annotations
 
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, cast
 
 __all__ = [
     "Component",
@@ -85,18 +85,21 @@ class OTError(ValueError):
 # Internal form of a canonical operation: retain = positive int, delete = negative int,
 # insert = memoryview over the UTF-16-LE bytes of the inserted text (2 bytes per unit).
 _Comp: TypeAlias = int | memoryview
+# An insert's piece while building: bytes where inserts may be cut, text where they never are.
+_Chunk: TypeAlias = memoryview | str
 
 
 class _Builder:
     """Port of ot.js's ``retain``/``insert``/``delete`` builder methods (canonical form).
 
-    Inserts are kept as lists of byte chunks so that appending is O(1) amortized.
+    Inserts are kept as lists of chunks so that appending is O(1) amortized: UTF-16-LE bytes
+    where inserts may be cut (compose, invert), text where they never are (transform).
     """
 
     __slots__ = ("_ops",)
 
     def __init__(self) -> None:
-        self._ops: list[int | list[memoryview]] = []
+        self._ops: list[int | list[_Chunk]] = []
 
     def retain(self, n: int) -> None:
         if n == 0:
@@ -121,7 +124,8 @@ class _Builder:
                 return
         ops.append(-n)
 
-    def insert(self, chunk: memoryview) -> None:
+    def insert(self, chunk: _Chunk) -> None:
+        """Insert ``chunk``; one builder takes chunks of one type only."""
         if len(chunk) == 0:
             return
         ops = self._ops
@@ -142,13 +146,25 @@ class _Builder:
         ops.append([chunk])
 
     def internal(self) -> list[_Comp]:
+        """The bytes form (of a builder fed bytes)."""
         return [
-            c if isinstance(c, int) else (c[0] if len(c) == 1 else memoryview(b"".join(c)))
+            c if isinstance(c, int) else cast(memoryview, c[0]) if len(c) == 1 else _joined(c)
             for c in self._ops
         ]
 
     def result(self) -> Op:
-        return [c if isinstance(c, int) else b"".join(c).decode(_ENC) for c in self._ops]
+        return [
+            c
+            if isinstance(c, int)
+            else _joined(c).tobytes().decode(_ENC)
+            if isinstance(c[0], memoryview)
+            else "".join(cast(list[str], c))
+            for c in self._ops
+        ]
+
+
+def _joined(chunks: list[_Chunk]) -> memoryview:
+    return memoryview(b"".join(cast(list[memoryview], chunks)))
 
 
 def _encode_insert(s: str, index: int) -> memoryview:
@@ -196,6 +212,61 @@ def _parse(op: object, *, lenient: bool = False) -> list[_Comp]:
         elif not lenient:
             raise OTError(INVALID_OP, f"component {i} is zero")
     return builder.internal()
+
+
+def _units(insert: str) -> int:
+    """UTF-16 length of an insert already checked for lone surrogates."""
+    return len(insert) if insert.isascii() else len(insert.encode(_ENC)) // 2
+
+
+def _parse_text(op: object) -> list[int | str]:
+    """``_parse`` (strict) with inserts kept as text: the form of the functions that never
+    cut an insert (apply, transform, lengths, positions). Most inserts are ASCII, and then
+    they are neither encoded nor sliced as bytes."""
+    if not isinstance(op, list):
+        raise OTError(INVALID_OP, f"operation must be a list, not {type(op).__name__}")
+    out: list[int | str] = []
+    for i, c in enumerate(op):
+        if isinstance(c, str):
+            if not c:
+                raise OTError(INVALID_OP, f"component {i} is an empty insert")
+            if not c.isascii():
+                _encode_insert(c, i)  # rejects a lone surrogate
+            if out:
+                last = out[-1]
+                if isinstance(last, str):
+                    out[-1] = last + c
+                    continue
+                if last < 0:
+                    # ot.js: an insert right after a delete goes before that delete.
+                    if len(out) >= 2 and isinstance(out[-2], str):
+                        out[-2] = out[-2] + c
+                    else:
+                        out.insert(len(out) - 1, c)
+                    continue
+            out.append(c)
+        elif isinstance(c, int) and not isinstance(c, bool):
+            if c == 0:
+                raise OTError(INVALID_OP, f"component {i} is zero")
+            if out:
+                last = out[-1]
+                if isinstance(last, int) and (last > 0) == (c > 0):
+                    out[-1] = last + c
+                    continue
+            out.append(c)
+        else:
+            raise OTError(
+                INVALID_OP, f"component {i} must be an int or a str, not {type(c).__name__}"
+            )
+    return out
+
+
+def _text_base_len(ops: list[int | str]) -> int:
+    return sum(abs(c) for c in ops if isinstance(c, int))
+
+
+def _text_target_len(ops: list[int | str]) -> int:
+    return sum(_units(c) if isinstance(c, str) else c for c in ops if isinstance(c, str) or c > 0)
 
 
 def _base_len(ops: list[_Comp]) -> int:
@@ -271,7 +342,7 @@ def check(op: object) -> None:
     components whose inserts contain no lone surrogates.  ``[]`` is valid (the no-op on
     the empty document).  Lengths are not checked against any document here.
     """
-    _parse(op)
+    _parse_text(op)
 
 
 def normalize(op: Op) -> Op:
@@ -295,17 +366,17 @@ def normalize(op: Op) -> Op:
 
 def base_length(op: Op) -> int:
     """Length (UTF-16 units) of the documents ``op`` applies to."""
-    return _base_len(_parse(op))
+    return _text_base_len(_parse_text(op))
 
 
 def target_length(op: Op) -> int:
     """Length (UTF-16 units) of the document that ``op`` produces."""
-    return _target_len(_parse(op))
+    return _text_target_len(_parse_text(op))
 
 
 def is_noop(op: Op) -> bool:
     """Whether ``op`` leaves every document unchanged (ot.js ``isNoop``)."""
-    ops = _parse(op)
+    ops = _parse_text(op)
     return not ops or (len(ops) == 1 and isinstance(ops[0], int) and ops[0] > 0)
 
 
@@ -316,6 +387,23 @@ def apply(doc: str, op: Op) -> str:
     ``utf16_len(doc)``, ``surrogate_split`` if a boundary of ``op`` falls inside a
     surrogate pair of ``doc``, ``invalid_document`` for a document with lone surrogates.
     """
+    if isinstance(doc, str) and doc.isascii():
+        # Code units are characters and no boundary can split a pair: slice the text itself.
+        text_ops = _parse_text(op)
+        base = _text_base_len(text_ops)
+        if base != len(doc):
+            raise _doc_len_mismatch(len(doc), base)
+        parts: list[str] = []
+        at = 0
+        for t in text_ops:
+            if isinstance(t, str):
+                parts.append(t)
+            elif t > 0:
+                parts.append(doc[at : at + t])
+                at += t
+            else:
+                at -= t
+        return "".join(parts)
     ops = _parse(op)
     data = _encode_doc(doc)
     n = len(data) // 2
@@ -446,23 +534,23 @@ def transform(a: Op, b: Op) -> tuple[Op, Op]:
     ``apply(apply(d, a), b') == apply(apply(d, b), a')``.  When both insert at the same
     position, ``a``'s text ends up first.  Requires equal base lengths.
     """
-    ops1 = _parse(a)
-    ops2 = _parse(b)
-    l1, l2 = _base_len(ops1), _base_len(ops2)
+    ops1 = _parse_text(a)
+    ops2 = _parse_text(b)
+    l1, l2 = _text_base_len(ops1), _text_base_len(ops2)
     if l1 != l2:
         raise OTError(LENGTH_MISMATCH, f"base lengths differ: {l1} != {l2}")
     a_prime, b_prime = _Builder(), _Builder()
     it1, it2 = iter(ops1), iter(ops2)
-    op1: _Comp | None = next(it1, None)
-    op2: _Comp | None = next(it2, None)
+    op1: int | str | None = next(it1, None)
+    op2: int | str | None = next(it2, None)
     while op1 is not None or op2 is not None:
-        if isinstance(op1, memoryview):
+        if isinstance(op1, str):
             a_prime.insert(op1)
-            b_prime.retain(len(op1) // 2)
+            b_prime.retain(_units(op1))
             op1 = next(it1, None)
             continue
-        if isinstance(op2, memoryview):
-            a_prime.retain(len(op2) // 2)
+        if isinstance(op2, str):
+            a_prime.retain(_units(op2))
             b_prime.insert(op2)
             op2 = next(it2, None)
             continue
@@ -543,17 +631,17 @@ def transform_position(position: int, op: Op, *, is_own: bool = False) -> int:
 
     Raises ``OTError`` (``invalid_position``) unless ``0 <= position <= base_length(op)``.
     """
-    ops = _parse(op)
-    base = _base_len(ops)
+    ops = _parse_text(op)
+    base = _text_base_len(ops)
     if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= base:
         raise OTError(INVALID_POSITION, f"position {position!r} outside 0..{base}")
     index = position  # units of the base document still to walk before the position
     new = position
     for c in ops:
-        if isinstance(c, memoryview):
+        if isinstance(c, str):
             if is_own and index == 0:
                 break
-            new += len(c) // 2
+            new += _units(c)
         elif c > 0:
             index -= c
         else:

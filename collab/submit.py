@@ -78,6 +78,14 @@ def _ot_error(path: str, error: ot.OTError) -> CollabError:
     return CollabError(error.code, str(error), {"path": path})
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    rows: list[OpRow]  # the ops as they would commit, revisions in order
+    accepted: list[Submission]  # their submissions, one per row
+    text: str  # the document after them, so that nobody applies them twice
+    units: int
+
+
 @dataclass(slots=True)
 class _Batch:
     document_id: int
@@ -289,39 +297,40 @@ class Committer:
                     await doc.follow(conn)
             for attempt in range(self.settings.commit_attempts):
                 if attempt == 0:
-                    rows, accepted = await self._prepare(pending)
+                    prepared = await self._prepare(pending)
+                    rows = prepared.rows
                     written = bool(rows) and await self.group.commit(doc.id, rows)
                 else:
-                    rows, accepted, written = await self._commit_locked(pending)
+                    prepared, written = await self._commit_locked(pending)
+                    rows = prepared.rows
                 if not rows:
                     return []
                 if written:
-                    doc.advance(rows)
-                    for sub, row in zip(accepted, rows, strict=True):
+                    doc.advance(rows, result=(prepared.text, prepared.units))
+                    for sub, row in zip(prepared.accepted, rows, strict=True):
                         _succeed(sub, Outcome(row.revision, row.op))
                     return rows
                 metrics.COMMIT_CONFLICTS.inc()
-                pending = [s for s in accepted if not s.future.done()]
+                pending = [s for s in prepared.accepted if not s.future.done()]
             for sub in pending:
                 _fail(sub, CollabError("busy", "the document is too busy; resubmit the op"))
         return []
 
-    async def _commit_locked(
-        self, pending: list[Submission]
-    ) -> tuple[list[OpRow], list[Submission], bool]:
+    async def _commit_locked(self, pending: list[Submission]) -> tuple[_Prepared, bool]:
         doc = self.doc
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 await store.lock_document(conn, doc.id)
                 await doc.follow(conn)
-                rows, accepted = await self._prepare(pending)
+                prepared = await self._prepare(pending)
+                rows = prepared.rows
                 written = bool(rows) and await store.insert_ops(conn, doc.id, rows)
             if rows and not written:
                 # Under the lock only a resubmit key can clash.
-                await self._refuse_reused_seqs(conn, accepted)
-        return rows, accepted, written
+                await self._refuse_reused_seqs(conn, prepared.accepted)
+        return prepared, written
 
-    async def _prepare(self, batch: list[Submission]) -> tuple[list[OpRow], list[Submission]]:
+    async def _prepare(self, batch: list[Submission]) -> _Prepared:
         """Transform each op past everything committed since its base revision."""
         doc = self.doc
         text, revision, units = doc.text, doc.revision, doc.units
@@ -358,7 +367,7 @@ class Committer:
             units = new_units
             rows.append(OpRow(revision, op, sub.client_key, sub.seq, sub.user_id))
             accepted.append(sub)
-        return rows, accepted
+        return _Prepared(rows, accepted, text, units)
 
     async def _refuse_reused_seqs(self, conn: Conn, accepted: list[Submission]) -> None:
         """No op was missed, so the insert clashed on a resubmit key committed long ago."""

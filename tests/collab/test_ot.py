@@ -149,6 +149,29 @@ def test_golden(case: dict[str, Any]) -> None:
 # -------------------------------------------------------------------- properties
 
 
+def walk_utf16(doc: str, op: Op) -> str:
+    """Apply ``op`` the slow, obvious way: over the UTF-16 code units of ``doc``."""
+    units, out, at = doc.encode("utf-16-le"), b"", 0
+    for c in op:
+        if isinstance(c, str):
+            out += c.encode("utf-16-le")
+        elif c > 0:
+            out, at = out + units[2 * at : 2 * (at + c)], at + c
+        else:
+            at -= c
+    return out.decode("utf-16-le")
+
+
+@PROPS
+@given(st.data(), st.booleans())
+def test_apply_matches_a_walk_over_code_units(data: st.DataObject, ascii_only: bool) -> None:
+    # Both of apply's paths: text slicing for an ASCII document, code units otherwise.
+    alphabet = [a for a in ALPHABET if a.isascii()] if ascii_only else ALPHABET
+    doc = data.draw(st.text(alphabet=st.sampled_from(alphabet), max_size=16))
+    op = data.draw(ops_for(doc))
+    assert ot.apply(doc, op) == walk_utf16(doc, op)
+
+
 @PROPS
 @given(doc_and_two_ops())
 def test_transform_converges(case: tuple[str, Op, Op]) -> None:
