@@ -50,6 +50,7 @@ from web.openapi import init_openapi
 from web.passwords import Passwords
 from web.revocation import init_revocation
 from web.services import EXTENSION_KEY, Services
+from web.socket_reads import DirectReads
 from web.telemetry import init_telemetry
 
 log = logging.getLogger("vaporform.web")
@@ -85,6 +86,8 @@ def create_app(config: Config) -> Quart:
     app = Quart("vaporform", static_folder=None)
     # "a//b" must reach the path gate as written (and be refused), not be quietly merged.
     app.url_map.merge_slashes = False
+    # A socket's handler reads its messages itself, without Quart's hop through a queue.
+    app.asgi_websocket_class = DirectReads
     # An archive import of many files is one long transaction; Quart's default is 60 s.
     app.config["RESPONSE_TIMEOUT"] = 600
     # The largest body any route takes; web/limits.py gives each route its own, smaller cap.
