@@ -30,6 +30,7 @@ Internally inserts and documents are handled as UTF-16-LE bytes, sliced two byte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, TypeAlias, cast
 
 __all__ = [
@@ -148,7 +149,11 @@ class _Builder:
     def internal(self) -> list[_Comp]:
         """The bytes form (of a builder fed bytes)."""
         return [
-            c if isinstance(c, int) else cast(memoryview, c[0]) if len(c) == 1 else _joined(c)
+            c
+            if isinstance(c, int)
+            else cast(memoryview, c[0])
+            if len(c) == 1
+            else memoryview(_joined(c))
             for c in self._ops
         ]
 
@@ -156,15 +161,16 @@ class _Builder:
         return [
             c
             if isinstance(c, int)
-            else _joined(c).tobytes().decode(_ENC)
+            else _joined(c).decode(_ENC)
             if isinstance(c[0], memoryview)
             else "".join(cast(list[str], c))
             for c in self._ops
         ]
 
 
-def _joined(chunks: list[_Chunk]) -> memoryview:
-    return memoryview(b"".join(cast(list[memoryview], chunks)))
+def _joined(chunks: list[_Chunk]) -> bytes:
+    """The bytes of a builder's insert that was fed bytes."""
+    return b"".join(cast(list[memoryview], chunks))
 
 
 def _encode_insert(s: str, index: int) -> memoryview:
@@ -261,24 +267,19 @@ def _parse_text(op: object) -> list[int | str]:
     return out
 
 
-def _text_base_len(ops: list[int | str]) -> int:
+def _base_len(ops: Sequence[int | _Chunk]) -> int:
     return sum(abs(c) for c in ops if isinstance(c, int))
 
 
-def _text_target_len(ops: list[int | str]) -> int:
-    return sum(_units(c) if isinstance(c, str) else c for c in ops if isinstance(c, str) or c > 0)
-
-
-def _base_len(ops: list[_Comp]) -> int:
-    return sum(abs(c) for c in ops if isinstance(c, int))
-
-
-def _target_len(ops: list[_Comp]) -> int:
+def _target_len(ops: Sequence[int | _Chunk]) -> int:
+    """Inserts count their UTF-16 units, kept as text or as bytes."""
     n = 0
     for c in ops:
         if isinstance(c, int):
             if c > 0:
                 n += c
+        elif isinstance(c, str):
+            n += _units(c)
         else:
             n += len(c) // 2
     return n
@@ -366,12 +367,12 @@ def normalize(op: Op) -> Op:
 
 def base_length(op: Op) -> int:
     """Length (UTF-16 units) of the documents ``op`` applies to."""
-    return _text_base_len(_parse_text(op))
+    return _base_len(_parse_text(op))
 
 
 def target_length(op: Op) -> int:
     """Length (UTF-16 units) of the document that ``op`` produces."""
-    return _text_target_len(_parse_text(op))
+    return _target_len(_parse_text(op))
 
 
 def is_noop(op: Op) -> bool:
@@ -390,7 +391,7 @@ def apply(doc: str, op: Op) -> str:
     if isinstance(doc, str) and doc.isascii():
         # Code units are characters and no boundary can split a pair: slice the text itself.
         text_ops = _parse_text(op)
-        base = _text_base_len(text_ops)
+        base = _base_len(text_ops)
         if base != len(doc):
             raise _doc_len_mismatch(len(doc), base)
         parts: list[str] = []
@@ -536,7 +537,7 @@ def transform(a: Op, b: Op) -> tuple[Op, Op]:
     """
     ops1 = _parse_text(a)
     ops2 = _parse_text(b)
-    l1, l2 = _text_base_len(ops1), _text_base_len(ops2)
+    l1, l2 = _base_len(ops1), _base_len(ops2)
     if l1 != l2:
         raise OTError(LENGTH_MISMATCH, f"base lengths differ: {l1} != {l2}")
     a_prime, b_prime = _Builder(), _Builder()
@@ -632,7 +633,7 @@ def transform_position(position: int, op: Op, *, is_own: bool = False) -> int:
     Raises ``OTError`` (``invalid_position``) unless ``0 <= position <= base_length(op)``.
     """
     ops = _parse_text(op)
-    base = _text_base_len(ops)
+    base = _base_len(ops)
     if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= base:
         raise OTError(INVALID_POSITION, f"position {position!r} outside 0..{base}")
     index = position  # units of the base document still to walk before the position

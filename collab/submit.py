@@ -298,11 +298,10 @@ class Committer:
             for attempt in range(self.settings.commit_attempts):
                 if attempt == 0:
                     prepared = await self._prepare(pending)
-                    rows = prepared.rows
-                    written = bool(rows) and await self.group.commit(doc.id, rows)
+                    written = bool(prepared.rows) and await self.group.commit(doc.id, prepared.rows)
                 else:
                     prepared, written = await self._commit_locked(pending)
-                    rows = prepared.rows
+                rows = prepared.rows
                 if not rows:
                     return []
                 if written:
