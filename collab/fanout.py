@@ -5,9 +5,10 @@ by every recipient). The hub's `Fanout` flushes every outbox that holds somethin
 at once when the last flush is older than a tick, else when the tick is up (the default tick
 is 0: the flush ends the event loop's turn). A flush turns the pending messages of an outbox
 into frames (JSON arrays of envelopes, or one envelope per frame for clients that asked for
-`?batch=0`); outboxes holding the same messages get the very same frame string, joined once. A message offered with a `slot` (a participant's cursor in a file,
-a participant's presence) replaces the one still pending in that slot, at the end of the queue,
-so it never overtakes the ops it was computed after.
+`?batch=0`); outboxes holding the same messages get the very same frame string, joined once.
+A message offered with a `slot` (a participant's cursor in a file, a participant's presence)
+replaces the one still pending in that slot, at the end of the queue, so it never overtakes
+the ops it was computed after.
 
 An outbox whose writer is still sending keeps collecting: its writer asks for another flush
 when it is done, so a slow connection gets fewer, larger frames. More than `limit` messages
