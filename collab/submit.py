@@ -217,6 +217,8 @@ class Committer:
         self.group = group or GroupCommit(pool, settings)
         self._queue: list[Submission] = []
         self._writer: asyncio.Task[None] | None = None
+        self._unpublished: list[OpRow] = []  # committed, not yet handed to the broker
+        self._follower: asyncio.Task[None] | None = None
 
     async def submit(self, sub: Submission) -> Outcome:
         self._queue.append(sub)
@@ -245,13 +247,25 @@ class Committer:
             metrics.COMMIT_BATCH.observe(len(batch))
             if committed:
                 metrics.OPS_COMMITTED.inc(len(committed))
-                try:
-                    await self.publish(self.doc, committed)
-                except Exception:
-                    # Committed is what counts: other nodes fill the gap from the database
-                    # when the next op of this document reaches them.
-                    log.exception("publishing committed ops failed", extra={"path": self.doc.path})
-                await self._snapshot_if_due()
+                self._unpublished.extend(committed)
+                if self._follower is None or self._follower.done():
+                    self._follower = asyncio.get_running_loop().create_task(self._follow_up())
+
+    async def _follow_up(self) -> None:
+        """After commits, off their path: the next batch need not wait for the broker or a
+        snapshot. One task per document publishes, in commit order, what was committed since
+        its last message (a few batches in one message when the broker is slower than the
+        commits), then saves a snapshot when one is due."""
+        while self._unpublished:
+            rows = self._unpublished[: self.settings.max_batch]
+            del self._unpublished[: len(rows)]
+            try:
+                await self.publish(self.doc, rows)
+            except Exception:
+                # Committed is what counts: other nodes fill the gap from the database
+                # when the next op of this document reaches them.
+                log.exception("publishing committed ops failed", extra={"path": self.doc.path})
+            await self._snapshot_if_due()
 
     def _span(self, batch: list[Submission]) -> trace.Span:
         """The batch's commit span (started; the caller ends it). Its parent is never the
