@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from store.db import Conn
 
@@ -291,8 +292,13 @@ class _Partial(Exception):
 
 
 def _json(op: list[Any]) -> str:
-    # As JSON text: a list of lists would be taken for a two-dimensional array.
-    return json.dumps(op, ensure_ascii=False, separators=(",", ":"))
+    # As JSON text: a list of lists would be taken for a two-dimensional array. orjson writes
+    # the same compact text in a tenth of the time; what it refuses (a lone surrogate, which
+    # the op checks never let through) goes the slow way and fails where it always did.
+    try:
+        return orjson.dumps(op).decode()
+    except TypeError:
+        return json.dumps(op, ensure_ascii=False, separators=(",", ":"))
 
 
 _FIND_RESUBMITS = f"""
