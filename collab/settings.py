@@ -20,7 +20,7 @@ class CollabSettings:
     # 0: a flush at the end of the event loop's turn, and whatever comes while a connection's
     # previous frames are still being written waits for the next. A 4 ms tick held every ack
     # ~2 ms on average: 1 doc x 10 typing closed-loop went 1,576 -> 2,884 edits/s without it,
-    # and no point got slower for the frames it saves (bench/collab_results.md).
+    # and over two reps the many-document closed loops were no slower (bench/collab_results.md).
     fanout_tick_s: float = 0.0
     presence_tick_s: float = 0.25
     max_joined: int = 64  # documents open on one connection
