@@ -154,12 +154,13 @@ async def oldest_revision(conn: Conn, document_id: int) -> int | None:
     return None if value is None else int(value)
 
 
-# SQL: the op of `document` with resubmit key (`key`, `seq`), as a LATERAL join, one probe of
-# the unique index per key. As a plain join PostgreSQL may plan a hash join over every op of
-# the table; a prepared statement keeps the plan it made while the table was small, and
-# without fresh statistics (autovacuum off, or not yet run) that plan read the whole table
-# on every commit: 0.9 -> 12 ms a commit after 80,000 ops (bench/collab_results.md).
 def _lookup_key(document: str, key: str, seq: str) -> str:
+    """SQL: the op of `document` with resubmit key (`key`, `seq`), as a LATERAL join, one probe
+    of the unique index per key."""
+    # As a plain join PostgreSQL may plan a hash join over every op of the table; a prepared
+    # statement keeps the plan it made while the table was small, and without fresh statistics
+    # (autovacuum off, or not yet run) that plan read the whole table on every commit: 0.9 ->
+    # 12 ms a commit after 80,000 ops (bench/collab_results.md).
     return f"""LATERAL (
             SELECT o.revision FROM collab_ops o
             WHERE o.document_id = {document} AND o.client_key = {key} AND o.seq = {seq} LIMIT 1

@@ -28,16 +28,22 @@ _STATEMENTS = {
 }
 
 
-@pytest.fixture
-async def fresh_conn(run_id: str) -> AsyncIterator[asyncpg.Connection]:
+@pytest.fixture(scope="module")
+async def fresh_url(run_id: str) -> AsyncIterator[str]:
     url = db.with_database(ADMIN_DSN, f"vaporform_test_{run_id}_plans")
     await migrated_database(url)
-    conn = await db.connect(url)
+    yield url
+    await db.drop_database(url)
+
+
+@pytest.fixture
+async def fresh_conn(fresh_url: str) -> AsyncIterator[asyncpg.Connection]:
+    # A connection per test: its prepared statement and plan_cache_mode stay its own.
+    conn = await db.connect(fresh_url)
     try:
         yield conn
     finally:
         await conn.close()
-        await db.drop_database(url)
 
 
 def _reads_of_ops(node: dict[str, Any]) -> list[str]:
