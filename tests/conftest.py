@@ -63,12 +63,21 @@ async def migrated_database(url: str) -> None:
         await conn.close()
 
 
+@asynccontextmanager
+async def fresh_database(name: str) -> AsyncIterator[str]:
+    """The URL of a new, migrated database called `name`, dropped on the way out."""
+    url = db.with_database(ADMIN_DSN, name)
+    await migrated_database(url)
+    try:
+        yield url
+    finally:
+        await db.drop_database(url)
+
+
 @pytest.fixture(scope="session")
 async def database_url(run_id: str) -> AsyncIterator[str]:
-    url = db.with_database(ADMIN_DSN, f"vaporform_test_{run_id}")
-    await migrated_database(url)
-    yield url
-    await db.drop_database(url)
+    async with fresh_database(f"vaporform_test_{run_id}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 
 from store import collab as store
 from store import db
-from tests.conftest import ADMIN_DSN, migrated_database
+from tests.conftest import fresh_database
 
 _STATEMENTS = {
     "insert_ops_of_documents": (
@@ -30,10 +30,8 @@ _STATEMENTS = {
 
 @pytest.fixture(scope="module")
 async def fresh_url(run_id: str) -> AsyncIterator[str]:
-    url = db.with_database(ADMIN_DSN, f"vaporform_test_{run_id}_plans")
-    await migrated_database(url)
-    yield url
-    await db.drop_database(url)
+    async with fresh_database(f"vaporform_test_{run_id}_plans") as url:
+        yield url
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ import httpx
 import pyotp
 import pytest
 
-from store import ai_budget, db
+from store import ai_budget
 from store.ai_budget import Budgets
 from tests.collab.conftest import WSClient
-from tests.conftest import ADMIN_DSN, Server, api_client, migrated_database, serving
+from tests.conftest import Server, api_client, fresh_database, serving
 from tests.support import Account, assert_error, create_project, register, unique_email, wait_until
 from tests.web.admin_support import actions, make_admin, rows, tar_gz
 from vaporform.config import Config
@@ -45,21 +45,17 @@ async def events_only(config: Config, worker: None) -> AsyncIterator[Server]:
 @pytest.fixture(scope="module")
 async def fresh(config: Config, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A server on a database of its own, empty of users: there is no admin yet."""
-    url = db.with_database(ADMIN_DSN, f"vaporform_test_{run_id}_admin")
-    await migrated_database(url)
     data_dir = tmp_path_factory.mktemp("fresh")
-    bound = replace(
-        config,
-        database_url=url,
-        data_dir=data_dir,
-        redis_prefix=config.redis_prefix + "fresh:",
-        db_pool_max=4,
-    )
-    try:
+    async with fresh_database(f"vaporform_test_{run_id}_admin") as url:
+        bound = replace(
+            config,
+            database_url=url,
+            data_dir=data_dir,
+            redis_prefix=config.redis_prefix + "fresh:",
+            db_pool_max=4,
+        )
         async with serving(bound) as server:
             yield server, bound
-    finally:
-        await db.drop_database(url)
 
 
 async def test_non_admins_get_404_on_every_admin_route(

@@ -26,7 +26,7 @@ from files.factory import build_filesystem
 from store import db
 from tests.collab.conftest import WSClient
 from tests.collab.editing import owner_agreed, room_of
-from tests.conftest import ADMIN_DSN, Server, api_client, migrated_database, serving
+from tests.conftest import Server, api_client, fresh_database, serving
 from tests.otlp_collector import Collector, ReceivedSpan
 from tests.support import create_project, register, wait_until
 from vaporform.config import Config
@@ -59,15 +59,13 @@ def collector() -> Iterator[Collector]:
 
 @pytest.fixture(scope="module")
 async def traced_config(config: Config, run_id: str, collector: Collector) -> AsyncIterator[Config]:
-    url = db.with_database(ADMIN_DSN, f"vaporform_test_{run_id}_traces")
-    await migrated_database(url)
-    yield replace(
-        config,
-        database_url=url,
-        task_queue=f"{config.task_queue}-traces",
-        telemetry=TelemetrySettings(otlp_traces_endpoint=collector.endpoint),
-    )
-    await db.drop_database(url)
+    async with fresh_database(f"vaporform_test_{run_id}_traces") as url:
+        yield replace(
+            config,
+            database_url=url,
+            task_queue=f"{config.task_queue}-traces",
+            telemetry=TelemetrySettings(otlp_traces_endpoint=collector.endpoint),
+        )
 
 
 @pytest.fixture(scope="module")
