@@ -20,7 +20,8 @@ import asyncpg
 from collab import ot
 from collab.errors import CollabError
 from collab.files import DocumentFiles, FileConflict
-from collab.submit import Committer, Submission
+from collab.submission import Submission
+from collab.submit import Committer
 from store import collab as store
 
 log = logging.getLogger("vaporform.collab")

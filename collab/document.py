@@ -69,6 +69,7 @@ class LiveDocument:
         self.last_author: UUID | None = None
         self.editors = 0  # local sessions that may edit, for "last editor leaves"
         self._catching_up: asyncio.Task[None] | None = None
+        self.waiting = 0  # catch-ups waiting for `lock`: a committer holding it lets them in
         # Who waits for a revision committed on another node (collab/forward.py).
         self._reaching: list[tuple[int, asyncio.Future[None]]] = []
 
@@ -169,8 +170,16 @@ class LiveDocument:
             self._catching_up = asyncio.get_running_loop().create_task(self.catch_up(pool))
 
     async def catch_up(self, pool: asyncpg.Pool) -> None:
-        async with self.lock, pool.acquire() as conn:
-            await self.follow(conn)
+        self.waiting += 1
+        try:
+            await self.lock.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            async with pool.acquire() as conn:
+                await self.follow(conn)
+        finally:
+            self.lock.release()
 
     async def follow(self, conn: Conn) -> None:
         """Move to the latest committed revision (the caller holds `lock`): op by op when the

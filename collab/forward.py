@@ -40,7 +40,7 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from collab.broker import Subscription
 from collab.channels import node_channel
 from collab.errors import CollabError
-from collab.submit import Outcome, Submission
+from collab.submission import Outcome, Submission
 from vaporform import metrics
 
 if TYPE_CHECKING:

@@ -26,9 +26,9 @@ from collab.broker import Broker
 from collab.fanout import Fanout
 from collab.files import DocumentFiles
 from collab.forward import Forwarder
+from collab.group import GroupCommit
 from collab.room import Room
 from collab.settings import CollabSettings
-from collab.submit import GroupCommit
 from files.model import ChangeEvent
 from vaporform import metrics
 

@@ -27,7 +27,7 @@ from collab.presence import Participant, colour_for
 from collab.protocol import ClientType, ServerType
 from collab.room import OpenDocument, Room, op_payload
 from collab.settings import CollabSettings
-from collab.submit import Submission
+from collab.submission import Submission
 from store import chat as chats
 from store.collab import OpRow
 

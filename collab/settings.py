@@ -30,6 +30,9 @@ class CollabSettings:
     # with at most this many such transactions in flight on one node (collab/submit.py).
     max_group_ops: int = 1024
     commit_groups_in_flight: int = 2
+    # Batches of one document sent while the one before them is still in flight (0: one at a
+    # time). Each names the one before it, so it is written only after and only if that was.
+    commits_ahead: int = 1
     commit_attempts: int = 4
     history_in_memory: int = 2000  # recent ops kept per live document for transforms
     snapshot_every: int = 500

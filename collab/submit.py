@@ -13,6 +13,11 @@ transformed as one batch, and the batches of every document ready at that moment
 go to the database together (``GroupCommit``): one statement, one transaction, one WAL flush
 for all of them, each document still winning or losing its revisions on its own. A batch is
 one `collab commit` span, the child of its first op's span and linked to the others'.
+
+And pipelined: a document's next batch does not wait for the one before it to come back. It
+is prepared on the text that one leaves and sent naming its token, so that the database writes
+it only after, and only if, that one was written (store/collab.py). One document's commits
+are serial in the database either way; what overlaps is the round trip and this node's work.
 """
 
 from __future__ import annotations
@@ -20,10 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import cast
-from uuid import UUID
+from dataclasses import dataclass
 
 import asyncpg
 from opentelemetry import trace
@@ -32,7 +36,9 @@ from opentelemetry.context import Context
 from collab import ot
 from collab.document import LiveDocument
 from collab.errors import CollabError
+from collab.group import GroupCommit
 from collab.settings import CollabSettings
+from collab.submission import Outcome, Submission, fail, succeed
 from store import collab as store
 from store.collab import OpRow
 from store.db import Conn
@@ -43,39 +49,21 @@ log = logging.getLogger("vaporform.collab")
 Publish = Callable[[LiveDocument, Sequence[OpRow]], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    revision: int  # the revision the op became
-    op: ot.Op  # the op as committed (transformed)
-    duplicate: bool = False
-
-
-@dataclass(slots=True)
-class Submission:
-    revision: int
-    op: ot.Op
-    client_key: str
-    seq: int
-    user_id: UUID | None
-    future: asyncio.Future[Outcome] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    span_context: trace.SpanContext | None = None  # the span of the op's message, if traced
-
-
-def _fail(sub: Submission, error: Exception) -> None:
-    if not sub.future.done():
-        sub.future.set_exception(error)
-        sub.future.exception()  # the submitter may be gone; never "exception not retrieved"
-
-
-def _succeed(sub: Submission, outcome: Outcome) -> None:
-    if not sub.future.done():
-        sub.future.set_result(outcome)
-
-
 def _ot_error(path: str, error: ot.OTError) -> CollabError:
     return CollabError(error.code, str(error), {"path": path})
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """A batch handed to the group commit, not yet answered."""
+
+    batch: list[Submission]
+    prepared: _Prepared
+    token: int  # the head's token once it is written
+    written: asyncio.Future[bool]
+    ahead: bool  # sent while the one before it was in flight
+    span: trace.Span
+    began: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,114 +72,6 @@ class _Prepared:
     accepted: list[Submission]  # their submissions, one per row
     text: str  # the document after them, so that nobody applies them twice
     units: int
-
-
-@dataclass(slots=True)
-class _Batch:
-    document_id: int
-    rows: Sequence[OpRow]
-    written: asyncio.Future[bool]
-
-
-class GroupCommit:
-    """The commits of many documents on one node, in as few transactions as possible.
-
-    A document's batch waits here while earlier groups are in flight; each group that leaves
-    takes every batch waiting (one per document, up to `max_group_ops` rows). An idle node
-    sends a batch at once; a busy one sends fewer, larger transactions.
-    """
-
-    def __init__(self, pool: asyncpg.Pool, settings: CollabSettings) -> None:
-        self.pool = pool
-        self.settings = settings
-        self._waiting: list[_Batch] = []
-        self._writers: set[asyncio.Task[None]] = set()
-
-    async def commit(self, document_id: int, rows: Sequence[OpRow]) -> bool:
-        """True when every row was written, False when another writer took a revision or a
-        resubmit key first (nothing was written); raises when the database failed."""
-        batch = _Batch(document_id, rows, asyncio.get_running_loop().create_future())
-        self._waiting.append(batch)
-        if len(self._writers) < self.settings.commit_groups_in_flight:
-            writer = asyncio.get_running_loop().create_task(self._write())
-            self._writers.add(writer)
-            writer.add_done_callback(self._written)
-        return await batch.written
-
-    async def _write(self) -> None:
-        try:
-            while self._waiting:
-                group = self._take()
-                try:
-                    await self._send(group)
-                except BaseException as exc:
-                    # Cancelled (the node is stopping) or a bug: the submitters hear of it;
-                    # what was committed meanwhile their resubmits find.
-                    failure = exc if isinstance(exc, Exception) else RuntimeError("interrupted")
-                    for batch in group:
-                        _settle(batch, failure)
-                    raise
-        finally:
-            # Here, not in a done callback: a batch queued in between would find no writer.
-            self._writers.discard(cast("asyncio.Task[None]", asyncio.current_task()))
-
-    @staticmethod
-    def _written(writer: asyncio.Task[None]) -> None:
-        if not writer.cancelled() and writer.exception() is not None:
-            log.error("a group commit writer failed", exc_info=writer.exception())
-
-    def _take(self) -> list[_Batch]:
-        """The next group: the oldest batch of each document waiting, within the op limit."""
-        group: dict[int, _Batch] = {}
-        left: list[_Batch] = []
-        ops = 0
-        for batch in self._waiting:
-            if batch.written.done():
-                continue  # its submitter was cancelled
-            fits = not group or ops + len(batch.rows) <= self.settings.max_group_ops
-            if fits and batch.document_id not in group:
-                group[batch.document_id] = batch
-                ops += len(batch.rows)
-            else:
-                left.append(batch)
-        self._waiting = left
-        return list(group.values())
-
-    async def _send(self, group: list[_Batch]) -> None:
-        if not group:
-            return
-        try:
-            async with self.pool.acquire() as conn:
-                written = await store.insert_ops_of_documents(
-                    conn, {b.document_id: b.rows for b in group}
-                )
-        except Exception:
-            # One document's failure (or an unlucky clash) must not fail the others: each
-            # goes again alone, and only a document that fails alone fails.
-            log.warning("a group commit failed; committing its documents one by one", exc_info=True)
-            await asyncio.gather(*(self._send_alone(b) for b in group))
-            return
-        for batch in group:
-            _settle(batch, batch.document_id in written)
-
-    async def _send_alone(self, batch: _Batch) -> None:
-        try:
-            async with self.pool.acquire() as conn:
-                written = await store.insert_ops(conn, batch.document_id, list(batch.rows))
-        except Exception as exc:
-            _settle(batch, exc)
-            return
-        _settle(batch, written)
-
-
-def _settle(batch: _Batch, outcome: bool | Exception) -> None:
-    if batch.written.done():
-        return
-    if isinstance(outcome, Exception):
-        batch.written.set_exception(outcome)
-        batch.written.exception()  # the submitter may be gone; never "exception not retrieved"
-    else:
-        batch.written.set_result(outcome)
 
 
 class Committer:
@@ -218,10 +98,14 @@ class Committer:
         self._queue: list[Submission] = []
         self._writer: asyncio.Task[None] | None = None
         self._unpublished: list[OpRow] = []  # committed, not yet handed to the broker
+        self._held: list[Submission] = []  # resubmits of ops in flight (see _prepare)
+        self._arrived: asyncio.Future[None] | None = None  # set by the next submit
         self._follower: asyncio.Task[None] | None = None
 
     async def submit(self, sub: Submission) -> Outcome:
         self._queue.append(sub)
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._drain())
         # Shielded: a client that disconnects must not cancel an op the batch may commit.
@@ -229,27 +113,149 @@ class Committer:
 
     async def _drain(self) -> None:
         while self._queue:
-            batch = self._queue[: self.settings.max_batch]
-            del self._queue[: len(batch)]
-            span = self._span(batch)
-            began = time.perf_counter()
-            try:
-                committed = await self._commit(batch)
-            except Exception as exc:
-                span.record_exception(exc)
-                span.end()
-                log.exception("commit failed", extra={"path": self.doc.path})
-                for sub in batch:
-                    _fail(sub, CollabError("internal_error", f"the op was not committed: {exc}"))
+            async with self.doc.lock:
+                await self._chain()
+
+    async def _chain(self) -> None:
+        """Commit what is queued while holding the document. Up to `commits_ahead` batches
+        are sent while the one before them is still in flight, each prepared on the text
+        that one leaves and naming its token, so the database writes it only after, and
+        only if, that one was written: the round trips of one document's commits overlap.
+        Ends, its flights landed, when the queue is empty or someone waits to catch up."""
+        flights: deque[_Flight] = deque()
+        sent = False
+        while True:
+            while self._queue and len(flights) <= self.settings.commits_ahead:
+                if flights and not self._may_send_after(flights[-1]):
+                    break
+                if not flights and sent and self.doc.waiting:
+                    return  # the one waiting goes first (the lock is fair)
+                flight = await self._send(self._take(), flights[-1] if flights else None)
+                sent = True
+                if flight is not None:
+                    flights.append(flight)
+            if not flights:
+                if not self._held:
+                    return
+                self._queue[:0], self._held = self._held, []
                 continue
+            if len(flights) <= self.settings.commits_ahead and await self._arrives_first(flights):
+                continue
+            flight = flights.popleft()
+            if not await self._land(flight):
+                # What was sent after it can no longer be written; it goes again.
+                await self._recall(flights)
+                flights.clear()
+
+    async def _arrives_first(self, flights: deque[_Flight]) -> bool:
+        """Wait for the oldest flight's answer or the next submission, whichever comes
+        first; True for the submission, which may go ahead."""
+        arrived = self._arrived = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait((flights[0].written, arrived), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._arrived = None
+        return not flights[0].written.done()
+
+    def _take(self) -> list[Submission]:
+        batch = self._queue[: self.settings.max_batch]
+        del self._queue[: len(batch)]
+        return batch
+
+    def _may_send_after(self, last: _Flight) -> bool:
+        """The next batch can go ahead of `last` when each op's base revision is known here
+        (a newer one, heard of through another node, needs the database first)."""
+        end = min(len(self._queue), self.settings.max_batch)
+        return not self.doc.waiting and all(
+            self._queue[i].revision <= self.doc.revision for i in range(end)
+        )
+
+    async def _send(self, batch: list[Submission], after: _Flight | None) -> _Flight | None:
+        """Prepare `batch` (on what `after` leaves, if given) and hand it to the group."""
+        doc = self.doc
+        span, began = self._span(batch), time.perf_counter()
+        try:
+            if after is None and max(s.revision for s in batch) > doc.revision:
+                # A client may have heard of a revision through another node before the
+                # broker brought it here.
+                async with self.pool.acquire() as conn:
+                    await doc.follow(conn)
+            prepared = await self._prepare(batch, after.prepared if after else None)
+        except Exception as exc:
+            self._failed(batch, span, exc)
+            return None
+        if not prepared.rows:
             span.end()
-            metrics.COMMIT_DURATION.observe(time.perf_counter() - began)
-            metrics.COMMIT_BATCH.observe(len(batch))
-            if committed:
-                metrics.OPS_COMMITTED.inc(len(committed))
-                self._unpublished.extend(committed)
-                if self._follower is None or self._follower.done():
-                    self._follower = asyncio.get_running_loop().create_task(self._follow_up())
+            return None
+        token = store.new_token()
+        written = self.group.send(
+            doc.id, prepared.rows, token=token, after=after.token if after else None
+        )
+        if after is not None:
+            metrics.COMMITS_AHEAD.inc()
+        return _Flight(batch, prepared, token, written, after is not None, span, began)
+
+    async def _land(self, flight: _Flight) -> bool:
+        """Wait for `flight`'s answer and settle its ops; True when it was written as sent."""
+        prepared, landed = flight.prepared, False
+        try:
+            if await flight.written:
+                landed = True
+                self._advance(prepared)
+            elif flight.ahead:
+                # Its statement reached the database before the one it follows did, or
+                # another node wrote first: it goes again, not ahead of anything.
+                metrics.COMMITS_RECALLED.inc()
+                self._queue[:0] = [s for s in flight.batch if not s.future.done()]
+            else:
+                metrics.COMMIT_CONFLICTS.inc()
+                await self._retry([s for s in prepared.accepted if not s.future.done()])
+        except Exception as exc:
+            self._failed(flight.batch, flight.span, exc)
+            return False
+        flight.span.end()
+        metrics.COMMIT_DURATION.observe(time.perf_counter() - flight.began)
+        metrics.COMMIT_BATCH.observe(len(flight.batch))
+        return landed
+
+    async def _recall(self, flights: Sequence[_Flight]) -> None:
+        """Flights sent after one that did not land as sent: each waits for its answer (no),
+        and its ops go back to the front of the queue."""
+        again: list[Submission] = []
+        for flight in flights:
+            try:
+                written = await flight.written
+            except Exception:
+                written = False
+            flight.span.end()
+            if written:
+                # The one before it failed only on the way back: the database has both.
+                async with self.pool.acquire() as conn:
+                    await self.doc.follow(conn)
+                for sub, row in zip(flight.prepared.accepted, flight.prepared.rows, strict=True):
+                    succeed(sub, Outcome(row.revision, row.op))
+            else:
+                metrics.COMMITS_RECALLED.inc()
+                again += [s for s in flight.batch if not s.future.done()]
+        self._queue[:0] = again
+
+    def _failed(self, batch: list[Submission], span: trace.Span, exc: Exception) -> None:
+        span.record_exception(exc)
+        span.end()
+        log.exception("commit failed", extra={"path": self.doc.path})
+        for sub in batch:
+            fail(sub, CollabError("internal_error", f"the op was not committed: {exc}"))
+
+    def _advance(self, prepared: _Prepared) -> None:
+        """The cache, the submitters and the broker hear of committed rows, in this order."""
+        rows = prepared.rows
+        self.doc.advance(rows, result=(prepared.text, prepared.units))
+        for sub, row in zip(prepared.accepted, rows, strict=True):
+            succeed(sub, Outcome(row.revision, row.op))
+        metrics.OPS_COMMITTED.inc(len(rows))
+        self._unpublished.extend(rows)
+        if self._follower is None or self._follower.done():
+            self._follower = asyncio.get_running_loop().create_task(self._follow_up())
 
     async def _follow_up(self) -> None:
         """After commits, off their path: the next batch need not wait for the broker or a
@@ -293,41 +299,25 @@ class Committer:
         except Exception:
             log.exception("saving a snapshot failed", extra={"path": doc.path})
 
-    async def _commit(self, batch: list[Submission]) -> list[OpRow]:
-        """Optimistic first (in a group, one statement), then under the document's lock.
+    async def _retry(self, pending: list[Submission]) -> None:
+        """After losing a race: under the document's database lock, a bounded number of times.
 
-        Every insert takes the document's advisory lock for its own duration, so a node that
-        lost a race can catch up, transform and insert while holding it: then nobody can take
-        the revision it is about to write, and it cannot lose again (no starvation between
-        nodes). Without contention the lock is free and the commit is one round trip, shared
-        with whichever other documents are committing at the time.
+        Every insert takes that lock for its own duration, so a node that lost a race can
+        catch up, transform and insert while holding it: then nobody can take the revision it
+        is about to write, and it cannot lose again (no starvation between nodes). Without
+        contention the lock is free and a commit is the one statement of its group.
         """
-        doc, pending = self.doc, batch
-        async with doc.lock:
-            if max(s.revision for s in pending) > doc.revision:
-                # A client may have heard of a revision through another node before the
-                # broker brought it here.
-                async with self.pool.acquire() as conn:
-                    await doc.follow(conn)
-            for attempt in range(self.settings.commit_attempts):
-                if attempt == 0:
-                    prepared = await self._prepare(pending)
-                    written = bool(prepared.rows) and await self.group.commit(doc.id, prepared.rows)
-                else:
-                    prepared, written = await self._commit_locked(pending)
-                rows = prepared.rows
-                if not rows:
-                    return []
-                if written:
-                    doc.advance(rows, result=(prepared.text, prepared.units))
-                    for sub, row in zip(prepared.accepted, rows, strict=True):
-                        _succeed(sub, Outcome(row.revision, row.op))
-                    return rows
-                metrics.COMMIT_CONFLICTS.inc()
-                pending = [s for s in prepared.accepted if not s.future.done()]
-            for sub in pending:
-                _fail(sub, CollabError("busy", "the document is too busy; resubmit the op"))
-        return []
+        for _ in range(1, self.settings.commit_attempts):
+            prepared, written = await self._commit_locked(pending)
+            if not prepared.rows:
+                return
+            if written:
+                self._advance(prepared)
+                return
+            metrics.COMMIT_CONFLICTS.inc()
+            pending = [s for s in prepared.accepted if not s.future.done()]
+        for sub in pending:
+            fail(sub, CollabError("busy", "the document is too busy; resubmit the op"))
 
     async def _commit_locked(self, pending: list[Submission]) -> tuple[_Prepared, bool]:
         doc = self.doc
@@ -343,21 +333,30 @@ class Committer:
                 await self._refuse_reused_seqs(conn, prepared.accepted)
         return prepared, written
 
-    async def _prepare(self, batch: list[Submission]) -> _Prepared:
-        """Transform each op past everything committed since its base revision."""
+    async def _prepare(self, batch: list[Submission], after: _Prepared | None = None) -> _Prepared:
+        """Transform each op past everything committed since its base revision, and past
+        `after`'s rows when it is in flight. A resubmit of an op not yet committed (in flight,
+        or earlier in this batch) is held until that op is decided."""
         doc = self.doc
-        text, revision, units = doc.text, doc.revision, doc.units
+        if after is None:
+            text, revision, units, pending = doc.text, doc.revision, doc.units, []
+        else:
+            text, revision, units = after.text, after.rows[-1].revision, after.units
+            pending = list(after.rows)
         rows: list[OpRow] = []
         accepted: list[Submission] = []
         for sub in batch:
             try:
-                concurrent = await doc.ops_after(self.pool, sub.revision) + rows
+                concurrent = await doc.ops_after(self.pool, sub.revision) + pending + rows
                 first = next(
                     (r for r in concurrent if r.client_key == sub.client_key and r.seq == sub.seq),
                     None,
                 )
+                if first is not None and first.revision > doc.revision:
+                    self._held.append(sub)
+                    continue
                 if first is not None:
-                    _succeed(sub, Outcome(first.revision, first.op, duplicate=True))
+                    succeed(sub, Outcome(first.revision, first.op, duplicate=True))
                     continue
                 op = sub.op
                 for row in concurrent:
@@ -371,10 +370,10 @@ class Committer:
                     )
                 text = ot.apply(text, op)
             except ot.OTError as exc:
-                _fail(sub, _ot_error(doc.path, exc))
+                fail(sub, _ot_error(doc.path, exc))
                 continue
             except CollabError as exc:
-                _fail(sub, exc)
+                fail(sub, exc)
                 continue
             revision += 1
             units = new_units
@@ -389,7 +388,7 @@ class Committer:
         )
         for sub in accepted:
             if (sub.client_key, sub.seq) in taken:
-                _fail(
+                fail(
                     sub,
                     CollabError(
                         "stale_seq",

@@ -1,15 +1,18 @@
-"""Queries on `collab_documents` and `collab_ops` (the chat's are in store/chat.py).
+"""Queries on `collab_documents`, `collab_heads` and `collab_ops` (the chat's are in
+store/chat.py).
 
-Ops are committed with `ON CONFLICT DO NOTHING` on `(document_id, revision)` (and on the
-resubmit key): the answer is yes (every row written) or no (nothing written). The ops of one
-document are all-or-nothing; the ops of several documents can go in one statement
-(`insert_ops_of_documents`), where each document gets its own answer.
+A document's ops are committed by moving its head (`collab_heads`) from the revision they
+were prepared on to their last one, in the statement that writes them: the answer is yes
+(every row written) or no (nothing written). The ops of several documents can go in one
+statement (`insert_ops_of_documents`), where each document gets its own answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -167,100 +170,118 @@ def _lookup_key(document: str, key: str, seq: str) -> str:
         ) AS o"""
 
 
-def _above_head(document: str, revision: str) -> str:
-    """SQL: `revision` comes after every revision the document has had. The unique (document,
-    revision) refuses a taken revision but not one a snapshot pruned (save_snapshot), which a
-    node further behind than the ops kept would write again. Read in the statement's snapshot
-    the bound is never above the truth, so a revision really next is never refused."""
-    # The max is its own subquery so that it is one backward step of the primary key; as an
-    # aggregate over a join it read every op the document still has, for every head row.
-    return f"""{revision} > (
-        SELECT greatest(d.snapshot_revision, coalesce(
-            (SELECT max(o.revision) FROM collab_ops o WHERE o.document_id = d.id), 0))
-        FROM collab_documents d WHERE d.id = {document})"""
+def new_token() -> int:
+    """A commit's token: what a commit sent after it, before it lands, names (see
+    insert_ops_of_documents). Random, so two nodes never share one."""
+    return secrets.randbits(63)
 
 
-async def insert_ops(conn: Conn, document_id: int, rows: list[OpRow]) -> bool:
+async def insert_ops(
+    conn: Conn,
+    document_id: int,
+    rows: Sequence[OpRow],
+    *,
+    token: int | None = None,
+    after: int | None = None,
+) -> bool:
     """Commit `rows` (consecutive revisions) all together, or none of them.
 
-    False when any revision or resubmit key is already taken: the caller reloads and retries.
+    False when the head moved or a resubmit key is taken: the caller reloads and retries.
     """
-    # The lock (an InitPlan, taken before any row is written) is held to the end of the
-    # statement's transaction; see lock_document.
-    statement = f"""
-        INSERT INTO collab_ops (document_id, revision, op, client_key, seq, user_id)
-        SELECT $1, r, o::jsonb, c, s, u
-        FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::uuid[])
-             AS t(r, o, c, s, u)
-        WHERE (SELECT true FROM pg_advisory_xact_lock({LOCK_CLASS}, {_LOCK_KEY}))
-          AND {_above_head("$1", "$2[1]")}
-        ON CONFLICT DO NOTHING
-    """
-    args = (
-        document_id,
-        [r.revision for r in rows],
-        [_json(r.op) for r in rows],
-        [r.client_key for r in rows],
-        [r.seq for r in rows],
-        [r.user_id for r in rows],
-    )
-    if len(rows) == 1:
-        return bool(await conn.execute(statement, *args) == "INSERT 0 1")
+    commit = {document_id: rows}
+    tokens = None if token is None else {document_id: token}
+    afters = None if after is None else {document_id: after}
     try:
-        async with conn.transaction():
-            status = await conn.execute(statement, *args)
-            if status != f"INSERT 0 {len(rows)}":
-                raise _Partial
-    except _Partial:
-        return False
-    return True
+        # Within a caller's transaction, a savepoint: a clash must leave it usable.
+        async with conn.transaction() if conn.is_in_transaction() else _no_transaction():
+            written = await _commit(conn, commit, tokens=tokens, after=afters)
+    except asyncpg.UniqueViolationError:
+        return False  # a writer that came between the statement's snapshot and its insert
+    return document_id in written
+
+
+@contextlib.asynccontextmanager
+async def _no_transaction() -> AsyncIterator[None]:
+    yield
 
 
 # One statement, so one round trip and one transaction, for the ops of many documents. The
 # locks come before any row (the one-time filter), in key order so two groups cannot deadlock.
-# Each document's first row claims it: when its revision or resubmit key is taken, ON CONFLICT
-# skips it and the document's other rows are left out. Those cannot clash on a revision once
-# the first is in (every writer writes from the head up, so whoever holds a later revision
-# holds the first); a resubmit key of an older op is looked for beforehand (`reused`), and a
-# clash left after all that raises, rolling the whole group back: never half a document.
+# Each document's head (collab_heads) moves from the revision before its first row to its
+# last, and only then are its rows written; a head that is elsewhere leaves the document out,
+# and so does a resubmit key of an older op (`reused`). A clash left after all that (a writer
+# that skipped the lock) raises, rolling the whole group back: never half a document.
+#
+# A batch sent before the one it follows has landed names that one's token (`after`). Its
+# statement's snapshot is older than that commit, so the head is matched in the UPDATE's
+# SET, not its WHERE: an UPDATE that waited for a row lock evaluates SET on the row as the
+# other transaction left it (the WHERE, read in the snapshot, admits both states). A head
+# left elsewhere is written back unchanged, and the document is left out.
+_MOVES = "x.revision = h.first - 1 AND (h.after IS NULL OR x.token = h.after)"
 _INSERT_DOCUMENTS = f"""
     WITH locked AS MATERIALIZED (
         SELECT count(*) AS n
         FROM unnest($7::int[]) AS k(key), LATERAL pg_advisory_xact_lock({LOCK_CLASS}, k.key)
     ),
     input AS (
-        SELECT d, r, o, c, s, u, r = min(r) OVER (PARTITION BY d) AS head
+        SELECT d, r, o, c, s, u
         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::uuid[])
              AS t(d, r, o, c, s, u)
+    ),
+    heads AS (
+        SELECT d, first, last, after, token
+        FROM unnest($8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
+             AS h(d, first, last, after, token)
     ),
     reused AS (
         SELECT DISTINCT i.d FROM input i, {_lookup_key("i.d", "i.c", "i.s")}
     ),
     claimed AS (
-        INSERT INTO collab_ops (document_id, revision, op, client_key, seq, user_id)
-        SELECT d, r, o::jsonb, c, s, u FROM input
-        WHERE head AND (SELECT n FROM locked) >= 0 AND d NOT IN (SELECT d FROM reused)
-          AND {_above_head("d", "r")}
-        ON CONFLICT DO NOTHING
-        RETURNING document_id
+        UPDATE collab_heads x
+        SET revision = CASE WHEN {_MOVES} THEN h.last ELSE x.revision END,
+            token = CASE WHEN {_MOVES} THEN h.token ELSE x.token END
+        FROM heads h
+        WHERE x.document_id = h.d AND x.revision < h.first AND (SELECT n FROM locked) >= 0
+          AND h.d NOT IN (SELECT d FROM reused)
+        RETURNING x.document_id, x.token = h.token AS moved
     ),
-    rest AS (
+    written AS (
         INSERT INTO collab_ops (document_id, revision, op, client_key, seq, user_id)
         SELECT d, r, o::jsonb, c, s, u FROM input
-        WHERE NOT head AND d IN (SELECT document_id FROM claimed)
+        WHERE d IN (SELECT document_id FROM claimed WHERE moved)
     )
-    SELECT document_id FROM claimed
+    SELECT document_id FROM claimed WHERE moved
 """
 
 
-async def insert_ops_of_documents(conn: Conn, documents: Mapping[int, Sequence[OpRow]]) -> set[int]:
+async def insert_ops_of_documents(
+    conn: Conn,
+    documents: Mapping[int, Sequence[OpRow]],
+    *,
+    tokens: Mapping[int, int] | None = None,
+    after: Mapping[int, int] | None = None,
+) -> set[int]:
     """Commit the ops of several documents (each consecutive revisions) in one statement.
 
-    The ids of the documents whose rows were all written; the others had a revision or a
-    resubmit key taken and got nothing written (the caller reloads and retries). Raises when
-    the statement fails: then nothing was written, unless the failure came with the commit.
+    The ids of the documents whose rows were all written; the others' heads had moved (or a
+    resubmit key was taken) and got nothing written (the caller reloads and retries). A
+    document's head takes its token from `tokens` (a new one when absent); a document in
+    `after` is written only over the head that token left. Raises when the statement fails:
+    then nothing was written, unless the failure came with the commit.
     """
+    return await _commit(conn, documents, tokens=tokens, after=after)
+
+
+async def _commit(
+    conn: Conn,
+    documents: Mapping[int, Sequence[OpRow]],
+    *,
+    tokens: Mapping[int, int] | None,
+    after: Mapping[int, int] | None,
+) -> set[int]:
     rows = [(document_id, row) for document_id, batch in documents.items() for row in batch]
+    tokens, after = tokens or {}, after or {}
+    heads = [(d, batch[0].revision, batch[-1].revision) for d, batch in documents.items() if batch]
     written = await conn.fetch(
         _INSERT_DOCUMENTS,
         [document_id for document_id, _ in rows],
@@ -270,6 +291,11 @@ async def insert_ops_of_documents(conn: Conn, documents: Mapping[int, Sequence[O
         [r.seq for _, r in rows],
         [r.user_id for _, r in rows],
         sorted({_lock_key(document_id) for document_id in documents}),
+        [d for d, _, _ in heads],
+        [first for _, first, _ in heads],
+        [last for _, _, last in heads],
+        [after.get(d) for d, _, _ in heads],
+        [tokens.get(d) or new_token() for d, _, _ in heads],
     )
     return {int(r["document_id"]) for r in written}
 
@@ -286,10 +312,6 @@ async def lock_document(conn: Conn, document_id: int) -> None:
     write the next one without anybody taking it in between.
     """
     await conn.execute(f"SELECT pg_advisory_xact_lock({LOCK_CLASS}, {_LOCK_KEY})", document_id)
-
-
-class _Partial(Exception):
-    """Raised inside the transaction to roll back a batch that was only partly written."""
 
 
 def _json(op: list[Any]) -> str:

@@ -116,6 +116,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         collab=CollabSettings(
             op_rate=float(env_int(env, "VAPORFORM_COLLAB_OP_RATE", 100)),
             op_burst=env_int(env, "VAPORFORM_COLLAB_OP_BURST", 200),
+            commits_ahead=env_int(env, "VAPORFORM_COLLAB_COMMITS_AHEAD", 1),
         ),
         containers=container_settings(env),
         agent=agent_settings(env),

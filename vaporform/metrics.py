@@ -109,6 +109,15 @@ COMMIT_CONFLICTS = Counter(
     "vaporform_collab_commit_conflicts",
     "Commits that lost the race for a revision to another node and were retried",
 )
+COMMITS_AHEAD = Counter(
+    "vaporform_collab_commits_ahead",
+    "Batches of a document sent while the one before them was still in flight",
+)
+COMMITS_RECALLED = Counter(
+    "vaporform_collab_commits_recalled",
+    "Batches sent ahead that were not written (the one before them was not, or reached the"
+    " database after them); sent again",
+)
 COLLAB_FORWARDED = Counter(
     "vaporform_collab_forwarded_ops",
     "Ops sent to the node that owns their document, by what came of them",

@@ -18,7 +18,8 @@ from collab.checkpoint import absorb, checkpoint, diff_op
 from collab.document import LiveDocument, load
 from collab.files import MemoryFiles
 from collab.settings import CollabSettings
-from collab.submit import Committer, Submission
+from collab.submission import Submission
+from collab.submit import Committer
 from store import collab as store
 from store.collab import OpRow
 from tests.collab.conftest import make_project

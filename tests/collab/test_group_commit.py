@@ -18,8 +18,10 @@ import pytest
 
 from collab.document import LiveDocument, load
 from collab.errors import CollabError
+from collab.group import GroupCommit
 from collab.settings import CollabSettings
-from collab.submit import Committer, GroupCommit, Outcome, Submission
+from collab.submission import Outcome, Submission
+from collab.submit import Committer
 from store import collab as store
 from store.collab import OpRow
 from store.db import Conn
@@ -47,9 +49,9 @@ def groups(monkeypatch: pytest.MonkeyPatch) -> list[set[int]]:
     sent: list[set[int]] = []
     insert = store.insert_ops_of_documents
 
-    async def spy(conn: Conn, documents: Mapping[int, Sequence[OpRow]]) -> set[int]:
+    async def spy(conn: Conn, documents: Mapping[int, Sequence[OpRow]], **heads: Any) -> set[int]:
         sent.append(set(documents))
-        return await insert(conn, documents)
+        return await insert(conn, documents, **heads)
 
     monkeypatch.setattr(store, "insert_ops_of_documents", spy)
     return sent
@@ -449,11 +451,11 @@ def _scans_of(plan: dict[str, Any], relation: str) -> list[dict[str, Any]]:
     return found
 
 
-async def test_the_head_bound_reads_one_op_of_a_document_however_many_it_keeps(
+async def test_a_commit_reads_one_head_and_no_op_however_many_a_document_keeps(
     pool: asyncpg.Pool,
 ) -> None:
-    """Each commit checks that its revision is above the document's head: one backward step
-    of the primary key, not a read of every op the document still keeps."""
+    """Each commit moves its document's head (one row) and looks each resubmit key up in its
+    index: no read of the ops a document keeps."""
     first, second = await documents(pool, 2)
     async with pool.acquire() as conn:
         for document in (first, second):
@@ -474,16 +476,22 @@ async def test_the_head_bound_reads_one_op_of_a_document_however_many_it_keeps(
                 [r.seq for _, r in rows],
                 [None for _ in rows],
                 sorted({store._lock_key(d) for d, _ in rows}),
+                [d for d, _ in rows],
+                [41, 41],
+                [41, 41],
+                [None, None],
+                [1, 2],
             )
         finally:
             await transaction.rollback()  # EXPLAIN ANALYZE wrote them
-    # Both heads were claimed, so the plan checked the bound of each.
+    # Both heads moved, so both documents were written.
     assert plan["Plan"]["Actual Rows"] == 2
-    scans = _scans_of(plan["Plan"], "collab_ops")
-    assert scans, "the statement reads collab_ops for the head bound and resubmit keys"
-    assert all(scan["Actual Rows"] <= 1 for scan in scans), [
-        (s["Node Type"], s.get("Index Name"), s["Actual Rows"]) for s in scans
-    ]
+    for relation in ("collab_ops", "collab_heads"):
+        scans = _scans_of(plan["Plan"], relation)
+        assert scans, f"the statement reads {relation}"
+        assert all(scan["Actual Rows"] <= 1 for scan in scans), [
+            (s["Node Type"], s.get("Index Name"), s["Actual Rows"]) for s in scans
+        ]
     assert [r for r, _, _ in await logged(pool, first.id)] == list(range(1, 41))
 
 

@@ -18,7 +18,8 @@ from collab import ot
 from collab.document import LiveDocument, load
 from collab.errors import CollabError
 from collab.settings import CollabSettings
-from collab.submit import Committer, Submission
+from collab.submission import Submission
+from collab.submit import Committer
 from store import collab as store
 from store.collab import OpRow
 from tests.collab.conftest import make_project

@@ -22,7 +22,8 @@ from tests.conftest import fresh_database
 _STATEMENTS = {
     "insert_ops_of_documents": (
         store._INSERT_DOCUMENTS,
-        ["bigint[]", "bigint[]", "text[]", "text[]", "bigint[]", "uuid[]", "int[]"],
+        ["bigint[]", "bigint[]", "text[]", "text[]", "bigint[]", "uuid[]", "int[]"]
+        + ["bigint[]"] * 5,
     ),
     "find_resubmits": (store._FIND_RESUBMITS, ["bigint", "text[]", "bigint[]"]),
 }
@@ -45,9 +46,11 @@ async def fresh_conn(fresh_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 def _reads_of_ops(node: dict[str, Any]) -> list[str]:
-    """The node types of every plan node that reads `collab_ops` (inserts left out)."""
+    """The node types of every plan node that reads `collab_ops` or `collab_heads` (writes
+    left out)."""
     found = []
-    if node.get("Relation Name") == "collab_ops" and node["Node Type"] != "ModifyTable":
+    read = node.get("Relation Name") in ("collab_ops", "collab_heads")
+    if read and node["Node Type"] != "ModifyTable":
         found.append(node["Node Type"])
     for child in node.get("Plans", []):
         found += _reads_of_ops(child)
