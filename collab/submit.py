@@ -117,11 +117,9 @@ class Committer:
                 await self._chain()
 
     async def _chain(self) -> None:
-        """Commit what is queued while holding the document. Up to `commits_ahead` batches
-        are sent while the one before them is still in flight, each prepared on the text
-        that one leaves and naming its token, so the database writes it only after, and
-        only if, that one was written: the round trips of one document's commits overlap.
-        Ends, its flights landed, when the queue is empty or someone waits to catch up."""
+        """Commit what is queued, holding the document, with up to `commits_ahead` batches
+        sent while the one before them is in flight (see the module's docstring). Ends,
+        its flights landed, when the queue is empty or someone waits to catch up."""
         flights: deque[_Flight] = deque()
         sent = False
         while True:
@@ -163,12 +161,14 @@ class Committer:
         return batch
 
     def _may_send_after(self, last: _Flight) -> bool:
-        """The next batch can go ahead of `last` when each op's base revision is known here
-        (a newer one, heard of through another node, needs the database first)."""
+        """The next batch goes ahead of `last` once it is as large (every batch lands as
+        one frame to each listener: many small ones cost more than they save), and when
+        each op's base revision is known here (a newer one, heard of through another node,
+        needs the database first)."""
         end = min(len(self._queue), self.settings.max_batch)
-        return not self.doc.waiting and all(
-            self._queue[i].revision <= self.doc.revision for i in range(end)
-        )
+        if end < len(last.batch) or self.doc.waiting:
+            return False
+        return all(self._queue[i].revision <= self.doc.revision for i in range(end))
 
     async def _send(self, batch: list[Submission], after: _Flight | None) -> _Flight | None:
         """Prepare `batch` (on what `after` leaves, if given) and hand it to the group."""
