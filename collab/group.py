@@ -43,21 +43,18 @@ class GroupCommit:
         self._waiting: list[_Batch] = []
         self._writers: set[asyncio.Task[None]] = set()
 
-    async def commit(self, document_id: int, rows: Sequence[OpRow]) -> bool:
-        """True when every row was written, False when another writer took a revision or a
-        resubmit key first (nothing was written); raises when the database failed."""
-        return await self.send(document_id, rows, token=store.new_token())
-
     def send(
         self, document_id: int, rows: Sequence[OpRow], *, token: int, after: int | None = None
     ) -> asyncio.Future[bool]:
-        """Queue `rows` for the next group; the future answers as `commit` does. With `after`,
-        they are written only once, and if, the commit whose token that is has been."""
+        """Queue `rows` for the next group. The future answers True when every row was
+        written, False when the head had moved or a resubmit key was taken (nothing was
+        written), and raises when the database failed. With `after`, they are written only
+        once, and if, the commit whose token that is has been."""
         loop = asyncio.get_running_loop()
         batch = _Batch(document_id, rows, token, after, loop.create_future())
         self._waiting.append(batch)
         if len(self._writers) < self.settings.commit_groups_in_flight:
-            writer = asyncio.get_running_loop().create_task(self._write())
+            writer = loop.create_task(self._write())
             self._writers.add(writer)
             writer.add_done_callback(self._written)
         return batch.written

@@ -140,9 +140,11 @@ class Committer:
             if len(flights) <= self.settings.commits_ahead and await self._arrives_first(flights):
                 continue
             flight = flights.popleft()
-            if not await self._land(flight):
-                # What was sent after it can no longer be written; it goes again.
-                await self._recall(flights)
+            landed = await self._land(flight)
+            if landed is not True:
+                # What was sent after it can no longer be written; it goes again, in order
+                # behind the flight itself when that was refused for going ahead.
+                await self._recall(flights if landed is False else [flight, *flights])
                 flights.clear()
 
     async def _arrives_first(self, flights: deque[_Flight]) -> bool:
@@ -195,32 +197,31 @@ class Committer:
             metrics.COMMITS_AHEAD.inc()
         return _Flight(batch, prepared, token, written, after is not None, span, began)
 
-    async def _land(self, flight: _Flight) -> bool:
-        """Wait for `flight`'s answer and settle its ops; True when it was written as sent."""
-        prepared, landed = flight.prepared, False
+    async def _land(self, flight: _Flight) -> bool | None:
+        """Wait for `flight`'s answer and settle its ops: True when it was written as sent,
+        False when it was not (its ops retried under the lock, or failed), None when it went
+        ahead and was refused, unsettled (its statement reached the database before the one
+        it follows, or another node wrote first): the caller recalls it."""
         try:
-            if await flight.written:
-                landed = True
-                self._advance(prepared)
-            elif flight.ahead:
-                # Its statement reached the database before the one it follows did, or
-                # another node wrote first: it goes again, not ahead of anything.
-                metrics.COMMITS_RECALLED.inc()
-                self._queue[:0] = [s for s in flight.batch if not s.future.done()]
+            written = await flight.written
+            if not written and flight.ahead:
+                return None
+            if written:
+                self._advance(flight.prepared)
             else:
                 metrics.COMMIT_CONFLICTS.inc()
-                await self._retry([s for s in prepared.accepted if not s.future.done()])
+                await self._retry([s for s in flight.prepared.accepted if not s.future.done()])
         except Exception as exc:
             self._failed(flight.batch, flight.span, exc)
             return False
         flight.span.end()
         metrics.COMMIT_DURATION.observe(time.perf_counter() - flight.began)
         metrics.COMMIT_BATCH.observe(len(flight.batch))
-        return landed
+        return written
 
     async def _recall(self, flights: Sequence[_Flight]) -> None:
-        """Flights sent after one that did not land as sent: each waits for its answer (no),
-        and its ops go back to the front of the queue."""
+        """Flights that went ahead and cannot be written as sent: each waits for its answer
+        (no), and their ops go back to the front of the queue, in their order."""
         again: list[Submission] = []
         for flight in flights:
             try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -193,16 +193,11 @@ async def insert_ops(
     afters = None if after is None else {document_id: after}
     try:
         # Within a caller's transaction, a savepoint: a clash must leave it usable.
-        async with conn.transaction() if conn.is_in_transaction() else _no_transaction():
+        async with conn.transaction() if conn.is_in_transaction() else contextlib.nullcontext():
             written = await _commit(conn, commit, tokens=tokens, after=afters)
     except asyncpg.UniqueViolationError:
         return False  # a writer that came between the statement's snapshot and its insert
     return document_id in written
-
-
-@contextlib.asynccontextmanager
-async def _no_transaction() -> AsyncIterator[None]:
-    yield
 
 
 # One statement, so one round trip and one transaction, for the ops of many documents. The
