@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 
 from collab import ot
 
@@ -40,3 +41,17 @@ def fail(sub: Submission, error: Exception) -> None:
 def succeed(sub: Submission, outcome: Outcome) -> None:
     if not sub.future.done():
         sub.future.set_result(outcome)
+
+
+def commit_span(tracer: trace.Tracer, batch: list[Submission]) -> trace.Span:
+    """A batch's commit span (started; the caller ends it), the child of its first op's span
+    and linked to the others'. Its parent is never the writer task's own context, which is
+    the first submitter's of long ago."""
+    traced = [sub.span_context for sub in batch if sub.span_context is not None]
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(traced[0])) if traced else None
+    return tracer.start_span(
+        "collab commit",
+        context=parent or Context(),
+        links=[trace.Link(context) for context in traced[1:]],
+        attributes={"vaporform.collab.ops": len(batch)},
+    )

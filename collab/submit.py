@@ -31,14 +31,13 @@ from dataclasses import dataclass
 
 import asyncpg
 from opentelemetry import trace
-from opentelemetry.context import Context
 
 from collab import ot
 from collab.document import LiveDocument
 from collab.errors import CollabError
 from collab.group import GroupCommit
 from collab.settings import CollabSettings
-from collab.submission import Outcome, Submission, fail, succeed
+from collab.submission import Outcome, Submission, commit_span, fail, succeed
 from store import collab as store
 from store.collab import OpRow
 from store.db import Conn
@@ -150,12 +149,22 @@ class Committer:
     async def _arrives_first(self, flights: deque[_Flight]) -> bool:
         """Wait for the oldest flight's answer or the next submission, whichever comes
         first; True for the submission, which may go ahead."""
+        written = flights[0].written
         arrived = self._arrived = asyncio.get_running_loop().create_future()
+
+        def answered(_: object) -> None:
+            if not arrived.done():
+                arrived.set_result(None)
+
+        # One future woken from either side: asyncio.wait costs a set, a waiter and two
+        # callbacks on every pass.
+        written.add_done_callback(answered)
         try:
-            await asyncio.wait((flights[0].written, arrived), return_when=asyncio.FIRST_COMPLETED)
+            await arrived
         finally:
             self._arrived = None
-        return not flights[0].written.done()
+            written.remove_done_callback(answered)
+        return not written.done()
 
     def _take(self) -> list[Submission]:
         batch = self._queue[: self.settings.max_batch]
@@ -175,7 +184,7 @@ class Committer:
     async def _send(self, batch: list[Submission], after: _Flight | None) -> _Flight | None:
         """Prepare `batch` (on what `after` leaves, if given) and hand it to the group."""
         doc = self.doc
-        span, began = self._span(batch), time.perf_counter()
+        span, began = commit_span(self.tracer, batch), time.perf_counter()
         try:
             if after is None and max(s.revision for s in batch) > doc.revision:
                 # A client may have heard of a revision through another node before the
@@ -274,18 +283,6 @@ class Committer:
                 log.exception("publishing committed ops failed", extra={"path": self.doc.path})
             await self._snapshot_if_due()
 
-    def _span(self, batch: list[Submission]) -> trace.Span:
-        """The batch's commit span (started; the caller ends it). Its parent is never the
-        writer task's own context, which is the first submitter's of long ago."""
-        traced = [sub.span_context for sub in batch if sub.span_context is not None]
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(traced[0])) if traced else None
-        return self.tracer.start_span(
-            "collab commit",
-            context=parent or Context(),
-            links=[trace.Link(context) for context in traced[1:]],
-            attributes={"vaporform.collab.ops": len(batch)},
-        )
-
     async def _snapshot_if_due(self) -> None:
         doc = self.doc
         if doc.revision - doc.snapshot_revision < self.settings.snapshot_every:
@@ -359,9 +356,7 @@ class Committer:
                 if first is not None:
                     succeed(sub, Outcome(first.revision, first.op, duplicate=True))
                     continue
-                op = sub.op
-                for row in concurrent:
-                    op = ot.transform(op, row.op)[0]
+                op = ot.transform_past(sub.op, [row.op for row in concurrent])
                 new_units = ot.target_length(op)
                 if new_units > self.settings.max_document_units and new_units > units:
                     raise CollabError(

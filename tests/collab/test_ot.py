@@ -185,6 +185,24 @@ def test_transform_converges(case: tuple[str, Op, Op]) -> None:
 
 
 @PROPS
+@given(st.data())
+def test_transform_past_is_transform_in_turn(data: st.DataObject) -> None:
+    # The server's path: an op carried past the ops committed since its base, which follow
+    # one another (each applies to what the one before it left).
+    doc, a = data.draw(doc_and_op())
+    others: list[Op] = []
+    at = doc
+    for _ in range(data.draw(st.integers(0, 4))):
+        b = data.draw(ops_for(at))
+        others.append(b)
+        at = ot.apply(at, b)
+    expected = a
+    for b in others:
+        expected = ot.transform(expected, b)[0]
+    assert ot.transform_past(a, others) == expected
+
+
+@PROPS
 @given(doc_and_op())
 def test_transform_against_noop(case: tuple[str, Op]) -> None:
     doc, a = case
@@ -355,6 +373,8 @@ def test_check_rejects(op: Any, code: str) -> None:
         lambda op: ot.compose([1], op),
         lambda op: ot.transform(op, [1]),
         lambda op: ot.transform([1], op),
+        lambda op: ot.transform_past(op, [[1]]),
+        lambda op: ot.transform_past([1], [op]),
         lambda op: ot.transform_position(0, op),
         ot.base_length,
         ot.target_length,
@@ -416,6 +436,8 @@ def test_compose_and_transform_reject() -> None:
         (lambda: ot.compose(["a😀"], [-2, 1]), "surrogate_split"),
         (lambda: ot.transform([1], [2]), "length_mismatch"),
         (lambda: ot.transform(["x"], [1]), "length_mismatch"),
+        (lambda: ot.transform_past([1], [[2]]), "length_mismatch"),
+        (lambda: ot.transform_past([2], [[2], [1]]), "length_mismatch"),
     ]
     for call, code in cases:
         with pytest.raises(OTError) as info:
