@@ -536,24 +536,50 @@ def transform(a: Op, b: Op) -> tuple[Op, Op]:
     ``apply(apply(d, a), b') == apply(apply(d, b), a')``.  When both insert at the same
     position, ``a``'s text ends up first.  Requires equal base lengths.
     """
+    a_prime, b_prime = _Builder(), _Builder()
+    _transform_into(_parse_text(a), _parse_text(b), a_prime, b_prime)
+    return a_prime.result(), b_prime.result()
+
+
+def transform_past(a: Op, others: Sequence[Op]) -> Op:
+    """``a`` transformed past each of ``others`` in turn: what
+    ``for b in others: a = transform(a, b)[0]`` leaves, for a fraction of its work.
+
+    The server's hot path: an op is carried past every op committed since its base
+    revision. ``a`` is parsed once and stays in internal form from one step to the next, and
+    the other side (``b'``) is never built.
+    """
+    if not others:
+        return a
     ops1 = _parse_text(a)
-    ops2 = _parse_text(b)
+    for b in others:
+        a_prime = _Builder()
+        _transform_into(ops1, _parse_text(b), a_prime, None)
+        ops1 = a_prime.result()  # canonical, so already what _parse_text would make of it
+    return ops1
+
+
+def _transform_into(
+    ops1: list[int | str], ops2: list[int | str], a_prime: _Builder, b_prime: _Builder | None
+) -> None:
+    """ot.js ``transform`` of parsed ops into builders; without ``b_prime``, a' alone."""
     l1, l2 = _base_len(ops1), _base_len(ops2)
     if l1 != l2:
         raise OTError(LENGTH_MISMATCH, f"base lengths differ: {l1} != {l2}")
-    a_prime, b_prime = _Builder(), _Builder()
     it1, it2 = iter(ops1), iter(ops2)
     op1: int | str | None = next(it1, None)
     op2: int | str | None = next(it2, None)
     while op1 is not None or op2 is not None:
         if isinstance(op1, str):
             a_prime.insert(op1)
-            b_prime.retain(_units(op1))
+            if b_prime is not None:
+                b_prime.retain(_units(op1))
             op1 = next(it1, None)
             continue
         if isinstance(op2, str):
             a_prime.retain(_units(op2))
-            b_prime.insert(op2)
+            if b_prime is not None:
+                b_prime.insert(op2)
             op2 = next(it2, None)
             continue
         if op1 is None or op2 is None:  # pragma: no cover - excluded by the length check
@@ -571,7 +597,8 @@ def transform(a: Op, b: Op) -> tuple[Op, Op]:
                 op2 -= op1
                 op1 = next(it1, None)
             a_prime.retain(minl)
-            b_prime.retain(minl)
+            if b_prime is not None:
+                b_prime.retain(minl)
         elif op1 < 0 and op2 < 0:  # delete / delete
             if -op1 > -op2:
                 op1 -= op2
@@ -606,56 +633,8 @@ def transform(a: Op, b: Op) -> tuple[Op, Op]:
                 minl = op1
                 op2 += op1
                 op1 = next(it1, None)
-            b_prime.delete(minl)
-    return a_prime.result(), b_prime.result()
-
-
-def transform_past(a: Op, others: Sequence[Op]) -> Op:
-    """``a`` transformed past each of ``others`` in turn: what
-    ``for b in others: a = transform(a, b)[0]`` leaves, for a fraction of its work.
-
-    The server's hot path: an op is carried past every op committed since its base
-    revision. ``a`` is parsed once and stays in internal form from one step to the next, and
-    the other side (``b'``) is never built.
-    """
-    if not others:
-        return a
-    ops1 = _parse_text(a)
-    for b in others:
-        ops2 = _parse_text(b)
-        l1, l2 = _base_len(ops1), _base_len(ops2)
-        if l1 != l2:
-            raise OTError(LENGTH_MISMATCH, f"base lengths differ: {l1} != {l2}")
-        out = _Builder()
-        it1, it2 = iter(ops1), iter(ops2)
-        op1: int | str | None = next(it1, None)
-        op2: int | str | None = next(it2, None)
-        while op1 is not None or op2 is not None:
-            if isinstance(op1, str):
-                out.insert(op1)
-                op1 = next(it1, None)
-            elif isinstance(op2, str):
-                out.retain(_units(op2))
-                op2 = next(it2, None)
-            elif op1 is None or op2 is None:  # pragma: no cover - excluded by the length check
-                raise OTError(LENGTH_MISMATCH, "operations do not transform")
-            else:
-                # Both retain or delete: the shorter ends here. a' keeps a's retain over
-                # b's retain and a's delete over b's retain; a delete in b swallows the rest.
-                n = min(abs(op1), abs(op2))
-                if op2 > 0:
-                    if op1 > 0:
-                        out.retain(n)
-                    else:
-                        out.delete(n)
-                op1 = op1 - n if op1 > 0 else op1 + n
-                op2 = op2 - n if op2 > 0 else op2 + n
-                if op1 == 0:
-                    op1 = next(it1, None)
-                if op2 == 0:
-                    op2 = next(it2, None)
-        ops1 = [c if isinstance(c, int) else "".join(cast(list[str], c)) for c in out._ops]
-    return ops1
+            if b_prime is not None:
+                b_prime.delete(minl)
 
 
 def transform_position(position: int, op: Op, *, is_own: bool = False) -> int:
