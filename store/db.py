@@ -20,22 +20,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """What a connection going back to the pool needs beyond asyncpg's own clean-up (which
-    rolls back an open transaction and drops listeners): nothing. Our queries keep no session
-    state: no SET outside a transaction, no LISTEN, no cursors, advisory locks only with
-    `pg_advisory_xact_lock`. asyncpg's default reset is a round trip to PostgreSQL with four
-    statements on every release, which every group commit paid before its ops were acked."""
-
-
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn,
-        min_size=min_size,
-        max_size=max_size,
-        init=_init_connection,
-        reset=_keep_session,
-        command_timeout=30,
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
     )
     assert pool is not None
     return pool
