@@ -27,7 +27,14 @@ class ProjectLock:
     async def __aenter__(self) -> Conn:
         self._acquire = self.pool.acquire()
         self.conn: Conn = await self._acquire.__aenter__()
-        await locks.lock_workspace(self.conn, self.project_id, exclusive=self.exclusive)
+        try:
+            await locks.lock_workspace(self.conn, self.project_id, exclusive=self.exclusive)
+        except BaseException:
+            # Cancelled while waiting (a request that timed out, a stopping node): without
+            # __aexit__ the connection would never go back. The pool's reset on release
+            # (pg_advisory_unlock_all) frees the lock if the server granted it meanwhile.
+            await self._acquire.__aexit__(None, None, None)
+            raise
         return self.conn
 
     async def __aexit__(self, *exc: object) -> None:
