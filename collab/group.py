@@ -42,6 +42,7 @@ class GroupCommit:
         self.settings = settings
         self._waiting: list[_Batch] = []
         self._writers: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()  # cached: see Committer.__init__
 
     def send(
         self, document_id: int, rows: Sequence[OpRow], *, token: int, after: int | None = None
@@ -50,7 +51,7 @@ class GroupCommit:
         written, False when the head had moved or a resubmit key was taken (nothing was
         written), and raises when the database failed. With `after`, they are written only
         once, and if, the commit whose token that is has been."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         batch = _Batch(document_id, rows, token, after, loop.create_future())
         self._waiting.append(batch)
         if len(self._writers) < self.settings.commit_groups_in_flight:

@@ -9,6 +9,7 @@ keep up is disconnected (``OVERFLOW_CLOSE_CODE``) and re-joins.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -97,6 +98,7 @@ class Session:
         self._awaiting: dict[tuple[str, str, int], str | None] = {}
         self._ops = TokenBucket(settings.op_rate, settings.op_burst)
         self._chat = TokenBucket(CHAT_RATE, CHAT_BURST)
+        self._loop = asyncio.get_running_loop()  # for each op's future: see Committer.__init__
 
     @property
     def can_edit(self) -> bool:
@@ -325,6 +327,7 @@ class Session:
                     client_key,
                     op.seq,
                     self.user_id,
+                    self._loop.create_future(),
                     span_context=context if context.is_valid else None,
                 ),
             )

@@ -94,6 +94,9 @@ class Committer:
         # The node's group (the hub's), so that every document of the node shares its
         # commits; a Committer of its own (a test's) gets a group of its own.
         self.group = group or GroupCommit(pool, settings)
+        # Made on the loop it serves; asyncio.get_running_loop() is a getpid() system call
+        # on every call (CPython 3.11), and submit and each pass of _chain would pay it.
+        self._loop = asyncio.get_running_loop()
         self._queue: list[Submission] = []
         self._writer: asyncio.Task[None] | None = None
         self._unpublished: list[OpRow] = []  # committed, not yet handed to the broker
@@ -106,7 +109,7 @@ class Committer:
         if self._arrived is not None and not self._arrived.done():
             self._arrived.set_result(None)
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+            self._writer = self._loop.create_task(self._drain())
         # Shielded: a client that disconnects must not cancel an op the batch may commit.
         return await asyncio.shield(sub.future)
 
@@ -150,7 +153,7 @@ class Committer:
         """Wait for the oldest flight's answer or the next submission, whichever comes
         first; True for the submission, which may go ahead."""
         written = flights[0].written
-        arrived = self._arrived = asyncio.get_running_loop().create_future()
+        arrived = self._arrived = self._loop.create_future()
 
         def answered(_: object) -> None:
             if not arrived.done():
@@ -265,7 +268,7 @@ class Committer:
         metrics.OPS_COMMITTED.inc(len(rows))
         self._unpublished.extend(rows)
         if self._follower is None or self._follower.done():
-            self._follower = asyncio.get_running_loop().create_task(self._follow_up())
+            self._follower = self._loop.create_task(self._follow_up())
 
     async def _follow_up(self) -> None:
         """After commits, off their path: the next batch need not wait for the broker or a
