@@ -16,7 +16,7 @@ import httpx
 
 from collab.session import Session
 from store import db
-from store.locks import WORKSPACE_LOCK_CLASS, workspace_key
+from store.locks import lock_workspace
 from tests.collab.conftest import WSClient
 from tests.collab.editing import project_with_file, room_of
 from tests.conftest import Server
@@ -52,11 +52,7 @@ async def test_a_handler_cancelled_while_leaving_still_leaves(
         assert isinstance(session, Session)
         handler = handler_of(session)
         # Every save of the project now waits, the one on leaving included.
-        await holder.execute(
-            "SELECT pg_advisory_lock($1, $2)",
-            WORKSPACE_LOCK_CLASS,
-            workspace_key(uuid.UUID(pid)),
-        )
+        await lock_workspace(holder, uuid.UUID(pid), exclusive=True)
         await leaver.reply(
             await leaver.send("op", {"path": "l.txt", "revision": 0, "op": [1, "x", 9], "seq": 1})
         )

@@ -11,7 +11,7 @@ import pytest
 
 from files.locks import ProjectLock
 from store import db
-from store.locks import WORKSPACE_LOCK_CLASS, workspace_key
+from store.locks import WORKSPACE_LOCK_CLASS, lock_workspace, workspace_key
 from tests.support import wait_until
 
 
@@ -42,9 +42,7 @@ async def test_a_waiter_cancelled_gives_its_connection_back(
     project_id = uuid.uuid4()
     holder = await db.connect(database_url)  # outside the pool: the lock's other side
     try:
-        await holder.execute(
-            "SELECT pg_advisory_lock($1, $2)", WORKSPACE_LOCK_CLASS, workspace_key(project_id)
-        )
+        await lock_workspace(holder, project_id, exclusive=True)
 
         async def take() -> None:
             async with ProjectLock(pool, project_id, exclusive=True):
