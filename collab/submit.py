@@ -71,6 +71,7 @@ class _Prepared:
     accepted: list[Submission]  # their submissions, one per row
     text: str  # the document after them, so that nobody applies them twice
     units: int
+    chain: list[OpRow]  # these rows and those of the flights before them, uncommitted
 
 
 class Committer:
@@ -343,7 +344,8 @@ class Committer:
             text, revision, units, pending = doc.text, doc.revision, doc.units, []
         else:
             text, revision, units = after.text, after.rows[-1].revision, after.units
-            pending = list(after.rows)
+            # The rows of every flight not landed yet, not only `after`'s (several go ahead).
+            pending = [row for row in after.chain if row.revision > doc.revision]
         rows: list[OpRow] = []
         accepted: list[Submission] = []
         for sub in batch:
@@ -378,7 +380,7 @@ class Committer:
             units = new_units
             rows.append(OpRow(revision, op, sub.client_key, sub.seq, sub.user_id))
             accepted.append(sub)
-        return _Prepared(rows, accepted, text, units)
+        return _Prepared(rows, accepted, text, units, pending + rows)
 
     async def _refuse_reused_seqs(self, conn: Conn, accepted: list[Submission]) -> None:
         """No op was missed, so the insert clashed on a resubmit key committed long ago."""

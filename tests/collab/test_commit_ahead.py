@@ -89,12 +89,16 @@ async def test_a_batch_sent_ahead_is_refused_over_another_writers_head(pool: asy
     assert [r for r, _, _ in await logged(pool, document.id)] == [1, 2, 3]
 
 
-async def test_one_node_keeps_a_batch_ahead_and_commits_every_op_once_in_order(
-    pool: asyncpg.Pool,
+@pytest.mark.parametrize("ahead", [1, 3])
+async def test_one_node_keeps_batches_ahead_and_commits_every_op_once_in_order(
+    pool: asyncpg.Pool, ahead: int
 ) -> None:
+    """With several batches in flight, each is prepared past all of them, not only the last
+    (three ahead once rejected most first ops: "base lengths differ")."""
     (row,) = await documents(pool, 1, "start")
     published = Published()
-    node = await _committer(pool, row, published)
+    settings = replace(AHEAD, commits_ahead=ahead)
+    node = await _committer(pool, row, published, GroupCommit(pool, settings), settings)
     sent_ahead = counted("vaporform_collab_commits_ahead_total")
     rng = random.Random(7)
     acked: dict[tuple[str, int], Outcome] = {}
@@ -168,6 +172,7 @@ async def _committer(
     row: store.Document,
     published: Published,
     group: GroupCommit | None = None,
+    settings: CollabSettings = AHEAD,
 ) -> Committer:
-    doc = await load(pool, row, history_limit=AHEAD.history_in_memory)
-    return Committer(doc, pool, AHEAD, published, group=group or GroupCommit(pool, AHEAD))
+    doc = await load(pool, row, history_limit=settings.history_in_memory)
+    return Committer(doc, pool, settings, published, group=group or GroupCommit(pool, settings))
