@@ -13,10 +13,8 @@ latest snapshot plus the ops after it; the jump listeners tell their clients to 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
@@ -25,6 +23,7 @@ import asyncpg
 
 from collab import ot
 from collab.errors import CollabError
+from collab.history import History
 from store import collab as store
 from store.collab import Document, OpRow
 from store.db import Conn
@@ -57,7 +56,8 @@ class LiveDocument:
         self.text = text
         self.units = ot.utf16_len(text)
         self.revision = revision
-        self.history: deque[OpRow] = deque(history, maxlen=history_limit)
+        self.history = History(history_limit)
+        self.history.extend(history, time.monotonic())
         self.listeners: set[Listener] = set()
         self.jump_listeners: set[JumpListener] = set()
         # Held while committing or catching up, so the cache moves forward one step at a time.
@@ -79,14 +79,10 @@ class LiveDocument:
         """Ops after `revision` from memory; None when memory does not reach back that far."""
         if revision == self.revision:
             return []
-        if not self.history or self.history[0].revision > revision + 1:
+        first = self.history.first_revision
+        if first is None or first > revision + 1:
             return None
-        # From the newest end: islice from the start would walk the whole history (up to
-        # `history_limit` ops) when only the last few are wanted, as they nearly always are.
-        wanted = self.revision - revision
-        found = list(itertools.islice(reversed(self.history), wanted))
-        found.reverse()
-        return found
+        return self.history.newest(self.revision - revision)
 
     async def ops_after(self, pool: asyncpg.Pool, revision: int) -> list[OpRow]:
         if revision > self.revision or revision < 0:
@@ -118,17 +114,17 @@ class LiveDocument:
             return
         if fresh[0].revision != self.revision + 1:
             raise RuntimeError(f"gap: at {self.revision}, got {fresh[0].revision}")
+        now = time.monotonic()
         if result is not None and len(fresh) == len(rows):
             self.text, self.units = result
-            self.revision = fresh[-1].revision
-            self.history.extend(fresh)
         else:
+            text = self.text
             for row in fresh:
-                self.text = ot.apply(self.text, row.op)
-                self.revision = row.revision
-                self.history.append(row)
-            self.units = ot.utf16_len(self.text)
-        self.last_change = time.monotonic()
+                text = ot.apply(text, row.op)
+            self.text, self.units = text, ot.utf16_len(text)
+        self.revision = fresh[-1].revision
+        self.history.extend(fresh, now)
+        self.last_change = now
         for listener in list(self.listeners):
             try:
                 listener(self, fresh)
@@ -200,7 +196,7 @@ class LiveDocument:
         self.revision = latest.revision
         # Memory must hold consecutive revisions only: what came before the jump is gone.
         self.history.clear()
-        self.history.extend(latest.rows)
+        self.history.extend(latest.rows, time.monotonic())
         row = latest.row
         self.snapshot_revision = max(self.snapshot_revision, row.snapshot_revision)
         self.checkpointed_revision = max(self.checkpointed_revision, row.checkpoint_revision)

@@ -34,7 +34,7 @@ class CollabSettings:
     # time). Each names the one before it, so it is written only after and only if that was.
     commits_ahead: int = 1
     commit_attempts: int = 4
-    history_in_memory: int = 2000  # recent ops kept per live document for transforms
+    history_in_memory: int = 2000  # recent ops kept per live document (collab/history.py)
     snapshot_every: int = 500
     keep_ops: int = 1000  # ops kept in PostgreSQL behind the latest snapshot
     # A document with edits becomes a file version once it is idle for `checkpoint_idle_s`,
