@@ -208,7 +208,15 @@ def create() -> ASGIApp:
     _die_with_parent()
     config = load_config()
     logs.configure(config.log_level)
-    app = guarded(create_app(config), dead_peer_s=config.collab.dead_peer_s)
+    built = create_app(config)
+    dead_peer_s = config.collab.dead_peer_s
+    # uvicorn sends refusals whole and caps messages itself (`ws_max_size`), as the tests'
+    # servers run it (serve_in_process): each layer of `guarded` is one more coroutine for
+    # every message in and every frame out.
+    if server_name() == "uvicorn":
+        app = detecting_dead_peers(built, dead_peer_s)
+    else:
+        app = guarded(built, dead_peer_s=dead_peer_s)
     gc_pauses.tune()
     return app
 

@@ -54,10 +54,11 @@ _TRACE_HEADERS = (b"traceparent", b"tracestate")
 @dataclass(slots=True)
 class _Exchange:
     route: str = UNMATCHED
-    # A WebSocket's: the send below this middleware and, once accepted, its count of frames
-    # out (for `frame_sender`).
+    # A WebSocket's: the send below this middleware and, once accepted, its counts of frames
+    # out (for `frame_sender`) and in (for `frames_in`).
     send: Send | None = None
     frames_out: Any = None
+    frames_in: Any = None
 
 
 # The exchange being served; the route hook fills it in (tasks Quart starts inherit it).
@@ -137,34 +138,35 @@ class Telemetry:
         exchange = _Exchange(send=send)
         token = _exchange.set(exchange)
         route: str | None = None
-        frames_in: Any = None
         frames_out: Any = None
 
         async def counted_send(message: Message) -> None:
-            nonlocal route, frames_in, frames_out
+            nonlocal route, frames_out
             kind = message["type"]
             if kind == "websocket.send" and frames_out is not None:
                 frames_out.inc()
             elif kind == "websocket.accept" and route is None:
                 route = exchange.route
-                frames_in = metrics.WS_FRAMES.labels(route, "in")
+                exchange.frames_in = metrics.WS_FRAMES.labels(route, "in")
                 frames_out = exchange.frames_out = metrics.WS_FRAMES.labels(route, "out")
                 metrics.WS_OPEN.labels(route).inc()
                 metrics.WS_OPENED.labels(route).inc()
             await send(message)
 
-        async def counted_receive() -> Message:
-            message = await receive()
-            if message["type"] == "websocket.receive" and frames_in is not None:
-                frames_in.inc()
-            return message
-
+        # Frames in are counted where the app reads them (web/socket_reads.py): a wrapper
+        # here would be one more coroutine per message, alive while every socket waits.
         try:
-            await self.app(scope, counted_receive, counted_send)
+            await self.app(scope, receive, counted_send)
         finally:
             _exchange.reset(token)
             if route is not None:
                 metrics.WS_OPEN.labels(route).dec()
+
+
+def frames_in() -> Any:
+    """The accepted WebSocket's count of frames in; None before it is accepted."""
+    exchange = _exchange.get()
+    return None if exchange is None else exchange.frames_in
 
 
 FrameSender = Callable[[list[str]], Awaitable[None]]

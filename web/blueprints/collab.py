@@ -16,6 +16,7 @@ from quart import Blueprint, websocket
 
 from collab.session import Session
 from store import users
+from web import socket_reads
 from web.access import project_for
 from web.auth import principal
 from web.errors import APIError, error_response, not_found
@@ -121,8 +122,9 @@ async def _leaving(session: Session, pumps: tuple[asyncio.Future[Any], ...]) -> 
 
 
 async def _pump_in(session: Session) -> None:
+    receive = socket_reads.reader()
     while True:
-        await session.handle(await websocket.receive())
+        await session.handle(await receive())
 
 
 async def _pump_out(session: Session) -> None:
