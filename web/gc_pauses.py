@@ -19,6 +19,11 @@ generation (16 ms on average, none over 100), no full one; e2e p99 26 ms. A youn
 generation of 50,000 made pauses rarer but longer (the middle one up to 320 ms).
 Garbage without cycles is freed at once by reference counting, whatever the thresholds.
 
+What lives long and grows is best kept out of the collector's sight: a live document's older
+ops are bytes and ints, not objects (collab/history.py; they had filled the young generation
+every 5 s at 1,000 edits/s, each young collection then taking 20-25 ms), and a socket waiting
+for its next message holds three coroutines, not seven (web/socket_reads.py).
+
 Every collection's pause goes to `vaporform_gc_pause_seconds`. The collector's callback only
 notes it: a Prometheus metric takes a lock the interrupted code may be holding, so `report()`
 (the telemetry sampler, every second) moves the notes into the histogram.
