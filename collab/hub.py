@@ -62,6 +62,9 @@ class Hub:
         self.group_commit = GroupCommit(pool, self.settings)
         # Ops of documents another node owns go there to be committed.
         self.forwarder = Forwarder(self)
+        # Checkpoints (file versions) saving at once; the others wait their turn.
+        self.checkpoint_slots = asyncio.Semaphore(self.settings.checkpoints_in_flight)
+        self.checkpoints_queued = 0
         self.rooms: dict[UUID, Room] = {}
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()

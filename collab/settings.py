@@ -45,6 +45,7 @@ class CollabSettings:
     checkpoint_every_ops: int = 200
     checkpoint_idle_s: float = 5.0
     checkpoint_busy_s: float = 10.0
+    checkpoints_in_flight: int = 2  # on one node; the others queue (collab/room.py)
     presence_heartbeat_s: float = 10.0
     presence_timeout_s: float = 30.0
     # Liveness never asks a client to speak (a reader sends nothing). A connection that was
