@@ -8,7 +8,8 @@
 `--concurrency` handshakes in flight). Prints the seconds until every client has its `joined`,
 until the presence fan-out has settled (everyone knows who has its file open and nothing more
 arrives: the time of the last frame), the frames and bytes the clients received, the API's CPU
-seconds meanwhile and its memory after (see `--idle`).
+seconds meanwhile and its memory after (see `--idle`). Then every other client disconnects at
+once: seconds until those who stay heard each leave, and `ping` round trips meanwhile.
 
 `--idle`: N connections, each joined to its project's file (20 people per project, or all in
 one with `--one-project`), then quiet. Prints the API's memory before and after: the
@@ -159,6 +160,8 @@ class Member(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.session_id = ""
         self.others: set[str] = set()
+        self.gone: set[str] = set()  # sessions this member heard leave the project
+        self.pong: asyncio.Future[None] | None = None
         self.joined_at = 0.0
         self.frames = 0
         self.bytes = 0
@@ -270,11 +273,23 @@ class Member(asyncio.Protocol):
             self.others.update(p["session_id"] for p in payload["participants"])
         elif kind == "presence":
             who = payload["participant"]
+            if payload["event"] == "gone":
+                self.gone.add(who["session_id"])
             # Who has my file open: what `joined` lists, kept up to date by presence.
             if payload["event"] == "gone" or self.path not in who["paths"]:
                 self.others.discard(who["session_id"])
             else:
                 self.others.add(who["session_id"])
+        elif kind == "pong" and self.pong is not None and not self.pong.done():
+            self.pong.set_result(None)
+
+    async def ping(self) -> float:
+        """Milliseconds for a `ping` to come back as `pong` (a stalled API loop shows here)."""
+        self.pong = asyncio.get_running_loop().create_future()
+        began = time.perf_counter()
+        self.send_text('{"type": "ping"}')
+        await asyncio.wait_for(self.pong, 60)
+        return (time.perf_counter() - began) * 1000
 
     def knows(self, count: int) -> bool:
         """At least `count` others have this member's file open, as far as it has heard."""
@@ -343,9 +358,49 @@ async def joins(url: str, clients: int, files: int, concurrency: int) -> dict[st
         "api_pss_mib": memory_mib(pids),
         "closed": closed_codes(members),
     }
+    result.update(await leave_at_once(members, pids))
     print(json.dumps(result), flush=True)
     await asyncio.gather(*(m.close() for m in members), return_exceptions=True)
     return result
+
+
+async def leave_at_once(members: list[Member], pids: list[int]) -> dict[str, Any]:
+    """Every other member disconnects at once. Seconds until those who stay (the ones that
+    decode) heard every `gone`, and one who stays pinging the API meanwhile: the round trips
+    show how long the loop stopped for the others."""
+    leaving, staying = members[1::2], members[0::2]
+    listeners = [m for m in staying if m.parse]
+    probe = listeners[0]
+    rtts: list[float] = []
+    cpu_before = cpu_s(pids)
+    began = time.perf_counter()
+    pinging = True
+
+    async def pings() -> None:
+        while pinging:
+            rtts.append(await probe.ping())
+            await asyncio.sleep(0.005)
+
+    pinger = asyncio.create_task(pings())
+    for member in leaving:
+        if member.transport is not None:
+            member.transport.close()
+    ids = {m.session_id for m in leaving}
+    heard = await wait_for(lambda: all(ids <= m.gone for m in listeners), 600)
+    took = time.perf_counter() - began
+    pinging = False
+    await pinger
+    rtts.sort()
+    return {
+        "left_at_once": len(leaving),
+        "all_heard_gone_s": round(took, 2) if heard else None,
+        "leave_api_cpu_s": round(cpu_s(pids) - cpu_before, 2),
+        "leave_ping_ms_p50_p99_max": [
+            round(rtts[len(rtts) // 2], 1),
+            round(rtts[int(len(rtts) * 0.99)], 1),
+            round(rtts[-1], 1),
+        ],
+    }
 
 
 def closed_codes(members: list[Member]) -> dict[str, int]:

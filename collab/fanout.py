@@ -15,7 +15,10 @@ when it is done, so a slow connection gets fewer, larger frames. More than `limi
 without a slot waiting (sent but not written count too) overflow it: `on_overflow` is called
 once and the writer stops. Messages in slots do not count: at most one waits per slot, so they
 are bounded by the participants (and their files) anyway, and a thousand people joining one
-project must not overflow the connections of everybody there.
+project must not overflow the connections of everybody there. (A block of presence changes,
+collab/cursors.py, has a slot of its own: at most a few per presence tick wait, while a write
+is in flight.) A message may be several envelopes joined by commas: it goes into an array
+frame as they are.
 
 An array-frame outbox that has sent nothing for a while gets an empty frame, `[]` (a frame of
 no messages; `keep_alive`): the hub's tick asks for it, for the liveness of a connection whose

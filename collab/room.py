@@ -39,6 +39,7 @@ class Peer(Protocol):
 
     session_id: str
     participant: Participant
+    batching: bool  # array frames: a message may be several envelopes joined by commas
 
     def offer(self, text: str, slot: Hashable | None = None) -> None: ...
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 from uuid import UUID
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from collab import instruments, protocol
 from collab.document import LiveDocument
@@ -28,7 +28,7 @@ from collab.presence import Participant, colour_for
 from collab.protocol import ClientType, ServerType
 from collab.room import OpenDocument, Room, op_payload
 from collab.settings import CollabSettings
-from collab.submission import Submission
+from collab.submission import Submission, op_span
 from store import chat as chats
 from store.collab import OpRow
 
@@ -229,7 +229,12 @@ class Session:
             )
         if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
             raise protocol.invalid("revision must be an integer", field="revision")
+        was_open = path in self.room.documents
         opened = await self.room.open_document(path)
+        if was_open:
+            # Open here already, it may lag what another node just committed (the broker
+            # brings that soon): a client that got its ack there sees its op here too.
+            await opened.doc.catch_up(self.room.hub.pool)
         fetched = await self._reach_back(opened.doc, since) if since is not None else []
         # From here to offer() nothing awaits: the joined text and the ops sent after it
         # line up exactly.
@@ -302,19 +307,7 @@ class Session:
         client_key = f"{self.user_id}/{op.client_id or self.session_id}"
         key = (op.path, client_key, op.seq)
         self._awaiting[key] = ref
-        # A trace per op (the connection lives too long to be one): the op, then its commit.
-        # It is not made the current span: nothing under it reads the context (the commit
-        # links to it by `span_context`), and attaching and detaching it took 10% of the API's
-        # time at 250 files x 4 writers, even with tracing off.
-        span = self.room.hub.tracer.start_span(
-            "collab op",
-            kind=SpanKind.SERVER,
-            attributes={
-                "vaporform.project_id": str(self.room.project_id),
-                "vaporform.collab.base_revision": op.revision,
-                "vaporform.collab.seq": op.seq,
-            },
-        )
+        span = op_span(self.room.hub.tracer, self.room.project_id, op.revision, op.seq)
         context = span.get_span_context()
         try:
             outcome = await self.room.hub.forwarder.submit(

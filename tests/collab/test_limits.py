@@ -229,22 +229,32 @@ async def test_a_crowd_joining_does_not_overflow_the_people_already_there(
     small = replace(config, collab=CollabSettings(send_queue=4, presence_tick_s=3.0))
     async with serving(small) as server, api_client(server) as api:
         owner, pid = await project_with_file(api, "f.txt", "x")
-        clients = [await WSClient.connect(server, pid, owner.access_token) for _ in range(crowd)]
+        # Array-frame clients get a tick's presence as blocks of envelopes, one-envelope
+        # clients one frame per participant: both hear everybody else, never themselves.
+        clients = [
+            await WSClient.connect(server, pid, owner.access_token, batch=str(i % 2))
+            for i in range(crowd)
+        ]
         try:
             joined = await asyncio.gather(*(ws.join("f.txt") for ws in clients))
             everybody = {str(j["session_id"]) for j in joined}
             assert len(everybody) == crowd
             for ws, mine in zip(clients, joined, strict=True):
+                me = str(mine["session_id"])
                 known = {str(p["session_id"]) for p in mine["payload"]["participants"]}
 
-                def sees_everybody(
-                    m: Message, known: set[str] = known, me: str = str(mine["session_id"])
-                ) -> bool:
+                def sees_everybody(m: Message, known: set[str] = known, me: str = me) -> bool:
                     if m["type"] == "presence" and m["payload"]["participant"]["paths"]:
                         known.add(str(m["payload"]["participant"]["session_id"]))
                     return everybody - {me} <= known
 
                 await ws.wait_for(sees_everybody, what="everybody's presence", timeout=20)
+                about = [
+                    m["payload"]["participant"]["session_id"]
+                    for m in ws.inbox
+                    if m["type"] == "presence"
+                ]
+                assert me not in about
             assert all(ws.closed is None for ws in clients)
             # Unslotted messages are still bounded: the queue keeps working for replies.
             assert (await clients[0].reply(await clients[0].send("ping")))["type"] == "pong"
