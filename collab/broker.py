@@ -151,9 +151,39 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._confirmed: dict[str, asyncio.Event] = {}
+        self._outgoing: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def publish(self, channel: str, message: bytes) -> None:
-        await self._redis.publish(self._prefix + channel, message)
+        """Sent with whatever else is published meanwhile, as one pipeline in the order of
+        the calls: a PUBLISH each through the client's pool cost two nodes about 10% of
+        their time at 50 files x 4 writers, a round trip per op forwarded or committed.
+        A caller cancelled while it waits does not take its message back."""
+        sent = asyncio.get_running_loop().create_future()
+        self._outgoing.append((self._prefix + channel, message, sent))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+        await sent
+
+    async def _send(self) -> None:
+        while self._outgoing:
+            batch, self._outgoing = self._outgoing, []
+            try:
+                if len(batch) == 1:
+                    await self._redis.publish(batch[0][0], batch[0][1])
+                else:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for channel, message, _ in batch:
+                            pipe.publish(channel, message)
+                        await pipe.execute()
+            except Exception as exc:
+                for *_, sent in batch:
+                    if not sent.done():
+                        sent.set_exception(exc)
+                continue
+            for *_, sent in batch:
+                if not sent.done():
+                    sent.set_result(None)
 
     async def subscribe(self, channel: str, handler: Handler) -> Subscription:
         async with self._lock:
@@ -183,7 +213,9 @@ class RedisBroker:
         cut = len(self._prefix)
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                # Blocking: a read with a timeout runs each message through a timeout
+                # context of its own (3% of a node's time with two of them at load).
+                message = await self._pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -200,6 +232,9 @@ class RedisBroker:
                 self._confirmed.pop(name).set()
 
     async def close(self) -> None:
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await self._sender  # what was published before close still goes
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -58,6 +59,24 @@ async def test_delivers_in_order_to_every_subscriber_of_the_channel(make_broker:
     assert got_a == messages
     assert got_b == messages
     assert got_other == []
+
+
+async def test_concurrent_publishes_arrive_in_the_order_of_the_calls(
+    make_broker: Factory,
+) -> None:
+    """Publishers that do not wait for each other (the ops of many documents, forwarded
+    ops, their answers) still reach every node in the order they published."""
+    a, b = make_broker(), make_broker()
+    got, on_message = collector()
+    await b.subscribe("doc", on_message)
+    messages = [f"m{i}".encode() for i in range(500)]
+    await asyncio.gather(*(a.publish("doc", message) for message in messages))
+
+    async def all_there() -> bool:
+        return len(got) == len(messages)
+
+    await wait_until(all_there, timeout=10, what="every message")
+    assert got == messages
 
 
 async def test_unsubscribe_stops_only_that_handler(make_broker: Factory) -> None:
