@@ -12,7 +12,7 @@ INVALID = "invalid"  # a frame that is not a valid envelope
 
 HANDLED = {kind.value: metrics.COLLAB_HANDLED.labels(kind.value) for kind in ClientType}
 HANDLED[INVALID] = metrics.COLLAB_HANDLED.labels(INVALID)
-SENT = {kind: metrics.COLLAB_SENT.labels(kind.value) for kind in ServerType}
+SENT = {kind: metrics.tally(metrics.COLLAB_SENT.labels(kind.value)) for kind in ServerType}
 STALE_REVISION = metrics.COLLAB_RESYNCS.labels("stale_revision")
 SEND_QUEUE_OVERFLOW = metrics.COLLAB_RESYNCS.labels("send_queue_overflow")
 

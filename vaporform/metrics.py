@@ -271,6 +271,47 @@ def sample_pools() -> None:
     _reported.update(sizes)
 
 
+# --- counts of the hot path -----------------------------------------------------------------
+
+
+class Tally:
+    """Increments of one counter (a series) kept in a plain number, added to it in one go by
+    `flush_tallies()`: each second (the telemetry sampler) and before every scrape. In
+    multiprocess mode every increment of a Prometheus value writes shared memory under a
+    lock, 4% of each process's time with two serving collaboration at load. Only the event
+    loop's thread may use one (a flush from another thread could lose increments)."""
+
+    __slots__ = ("_pending", "_series")
+
+    def __init__(self, series: Counter) -> None:
+        self._series = series
+        self._pending = 0
+
+    def inc(self, amount: int = 1) -> None:
+        self._pending += amount
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, 0
+            self._series.inc(pending)
+
+
+_tallies: dict[int, Tally] = {}
+
+
+def tally(series: Counter) -> Tally:
+    """The tally of a counter series (`COUNTER` or `COUNTER.labels(...)`), one per series."""
+    found = _tallies.get(id(series))
+    if found is None:
+        found = _tallies[id(series)] = Tally(series)
+    return found
+
+
+def flush_tallies() -> None:
+    for found in list(_tallies.values()):
+        found.flush()
+
+
 # --- exposition ------------------------------------------------------------------------------
 
 
@@ -286,6 +327,7 @@ def exposition() -> bytes:
 
 def process_exited() -> None:
     """In multiprocess mode, drop this process's live gauges (call when serving stops)."""
+    flush_tallies()
     if multiprocess():
         mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 

@@ -147,8 +147,10 @@ class Telemetry:
                 frames_out.inc()
             elif kind == "websocket.accept" and route is None:
                 route = exchange.route
-                exchange.frames_in = metrics.WS_FRAMES.labels(route, "in")
-                frames_out = exchange.frames_out = metrics.WS_FRAMES.labels(route, "out")
+                exchange.frames_in = metrics.tally(metrics.WS_FRAMES.labels(route, "in"))
+                frames_out = exchange.frames_out = metrics.tally(
+                    metrics.WS_FRAMES.labels(route, "out")
+                )
                 metrics.WS_OPEN.labels(route).inc()
                 metrics.WS_OPENED.labels(route).inc()
             await send(message)
@@ -233,12 +235,14 @@ def init_telemetry(app: Quart, tracing: Tracing) -> None:
 
 
 async def _sample(*, pools: bool) -> None:
-    """Every second the collector's pauses go into their histogram (web/gc_pauses.py). In
+    """Every second the collector's pauses go into their histogram (web/gc_pauses.py) and
+    the hot path's tallies into their counters (metrics.Tally). In
     multiprocess mode one process answers a scrape for all, so every few seconds each
     reports its pools on its own too."""
     sampled = 0.0
     while True:
         gc_pauses.report()
+        metrics.flush_tallies()
         if pools and time.monotonic() - sampled >= POOL_SAMPLE_EVERY_S:
             metrics.sample_pools()
             sampled = time.monotonic()
@@ -269,5 +273,6 @@ async def metrics_exposition() -> Response:
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
     gc_pauses.report()
+    metrics.flush_tallies()  # here, on the loop's thread (see metrics.Tally)
     body = await asyncio.to_thread(metrics.exposition)
     return Response(body, content_type=metrics.CONTENT_TYPE)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.collab.conftest import WSClient
@@ -22,6 +23,7 @@ from tests.support import (
     wait_for_api,
     wait_until,
 )
+from vaporform import metrics
 from vaporform.config import Config, load_config
 from vaporform.settings.env import ConfigError
 from vaporform.settings.telemetry import TelemetrySettings
@@ -235,3 +237,23 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
     assert load_config(explicit).telemetry.otlp_traces_endpoint == "http://c:4318/traces"
     with pytest.raises(ConfigError, match="VAPORFORM_METRICS_TOKEN"):
         load_config({**base, "VAPORFORM_METRICS_TOKEN": "short"})
+
+
+def test_a_tally_reaches_its_counter_when_flushed() -> None:
+    """The hot path counts in a tally; a scrape (or the sampler each second) adds it up."""
+    series = metrics.COLLAB_SENT.labels("pong")
+    tally = metrics.tally(series)
+    assert metrics.tally(series) is tally
+
+    def sent() -> float:
+        labels = {"kind": "pong"}
+        return REGISTRY.get_sample_value("vaporform_collab_messages_sent_total", labels) or 0.0
+
+    metrics.flush_tallies()
+    before = sent()
+    for _ in range(5):
+        tally.inc()
+    tally.inc(3)
+    assert sent() == before
+    metrics.flush_tallies()
+    assert sent() == before + 8
