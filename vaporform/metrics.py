@@ -296,14 +296,16 @@ class Tally:
             self._series.inc(pending)
 
 
-_tallies: dict[int, Tally] = {}
+# Keyed by the series itself (hashed by identity), which the dict keeps alive: an id could be
+# reused by another object once its series were gone.
+_tallies: dict[Counter, Tally] = {}
 
 
 def tally(series: Counter) -> Tally:
     """The tally of a counter series (`COUNTER` or `COUNTER.labels(...)`), one per series."""
-    found = _tallies.get(id(series))
+    found = _tallies.get(series)
     if found is None:
-        found = _tallies[id(series)] = Tally(series)
+        found = _tallies[series] = Tally(series)
     return found
 
 
