@@ -11,6 +11,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -469,18 +470,10 @@ async def test_a_commit_reads_one_head_and_no_op_however_many_a_document_keeps(
             # The pool decodes json (store/db.py), so the plan arrives as a list.
             (plan,) = await conn.fetchval(
                 "EXPLAIN (ANALYZE, FORMAT JSON) " + store._INSERT_DOCUMENTS,
-                [d for d, _ in rows],
-                [r.revision for _, r in rows],
-                ['[5,"!"]' for _ in rows],
-                [r.client_key for _, r in rows],
-                [r.seq for _, r in rows],
-                [None for _ in rows],
-                sorted({store._lock_key(d) for d, _ in rows}),
-                [d for d, _ in rows],
-                [41, 41],
-                [41, 41],
-                [None, None],
-                [1, 2],
+                *store.commit_arguments(
+                    {d: [replace(r, op=[5, "!"], user_id=None)] for d, r in rows},
+                    tokens={first.id: 1, second.id: 2},
+                ),
             )
         finally:
             await transaction.rollback()  # EXPLAIN ANALYZE wrote them
