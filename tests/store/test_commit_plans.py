@@ -22,8 +22,7 @@ from tests.conftest import fresh_database
 _STATEMENTS = {
     "insert_ops_of_documents": (
         store._INSERT_DOCUMENTS,
-        ["bigint[]", "bigint[]", "text[]", "text[]", "bigint[]", "uuid[]", "int[]"]
-        + ["bigint[]"] * 5,
+        ["text", "int[]"] + ["bigint[]"] * 5,
     ),
     "find_resubmits": (store._FIND_RESUBMITS, ["bigint", "text[]", "bigint[]"]),
 }
