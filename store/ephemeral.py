@@ -90,7 +90,9 @@ class MemoryEphemeral:
                 entry = ("0", now + window_s)
             count = int(entry[0]) + 1
             self._values[key] = (str(count), entry[1])
-            return count, max(1, math.ceil(entry[1] - now))
+            # (start + window) - now can round to a hair over the window when no time has
+            # passed: ceil would then say window + 1 seconds.
+            return count, max(1, min(window_s, math.ceil(entry[1] - now)))
 
     async def ping(self) -> None:
         return None
