@@ -1,5 +1,12 @@
 # `make dev` runs the whole stack; `make test` runs the whole suite. Both set up .venv first.
-PYTHON ?= python3
+# .venv's interpreter: the distribution's python3 when it is 3.11 or newer and can make a venv,
+# else the first python3 on PATH. Debian builds its python3 with profile-guided optimisation and
+# LTO; a version manager's default build (pyenv without --enable-optimizations) is neither, and on
+# it the API does the same collaboration work with ~9% more CPU per op at light load and 0-14%
+# less throughput in closed loops (bench/collab_results.md, "interpreters"). Override: PYTHON=...
+SYSTEM_PYTHON := /usr/bin/python3
+PYTHON ?= $(shell $(SYSTEM_PYTHON) -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' \
+	2>/dev/null && echo $(SYSTEM_PYTHON) || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
