@@ -1,9 +1,10 @@
 # `make dev` runs the whole stack; `make test` runs the whole suite. Both set up .venv first.
 # .venv's interpreter: the distribution's python3 when it is 3.11 or newer and can make a venv,
 # else the first python3 on PATH. Debian builds its python3 with profile-guided optimisation and
-# LTO; a version manager's default build (pyenv without --enable-optimizations) is neither, and on
-# it the API does the same collaboration work with ~9% more CPU per op at light load and 0-14%
-# less throughput in closed loops (bench/collab_results.md, "interpreters"). Override: PYTHON=...
+# LTO; a version manager's default build (pyenv without --enable-optimizations) is neither. Same
+# code, ten alternating pairs (bench/collab_results.md, "interpreters"): edits/s 2,569 -> 2,769
+# (1 doc x 10 closed) and 4,395 -> 4,609 (50 files x 4 closed); server CPU per op 1,333 -> 1,216 us
+# (50 files x 4 @ 2/s). Override: make dev PYTHON=...
 SYSTEM_PYTHON := /usr/bin/python3
 PYTHON ?= $(shell $(SYSTEM_PYTHON) -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' \
 	2>/dev/null && echo $(SYSTEM_PYTHON) || echo python3)
