@@ -17,6 +17,7 @@ from collab.hub import Hub
 from files.factory import build_filesystem
 from files.model import ChangeEvent
 from files.service import FileSystem
+from store import projects
 from store.collab import create_lean_pool
 from store.db import create_pool
 from store.ephemeral import open_ephemeral
@@ -134,6 +135,13 @@ def create_app(config: Config) -> Quart:
         metrics.track_pool("api", pool)
 
         async def signal(project_id: str, paths: list[str], origin: str) -> None:
+            # A project being deleted is not signalled: the signal-with-start would bring back
+            # the versioning workflow that ProjectDeletion ends, and the announcer holds a
+            # project's changes for up to a second (sockets the deletion closes also save their
+            # files). Hiding commits before that workflow starts (store/outbox.py).
+            async with pool.acquire() as conn:
+                if not await projects.is_live(conn, uuid.UUID(project_id)):
+                    return
             await signal_files_changed(temporal, config.task_queue, project_id, paths, origin)
 
         announcer = Announcer(signal)
