@@ -8,6 +8,7 @@ and Hypothesis (pure Python) so ghostwriter tests can run. The Debian image
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -20,7 +21,7 @@ from typing import Any
 
 from vaporform.images import _changes, busybox_rootfs, has_image
 
-PY_IMAGE = "vaporform/runtime-pytest-ai:test"
+PY_REPOSITORY = "vaporform/runtime-pytest-ai"
 _LIB = re.compile(r"=>\s+(/\S+)|^\s+(/\S+)\s+\(")
 
 
@@ -39,14 +40,32 @@ def _add(tar: tarfile.TarFile, path: str) -> None:
     tar.add(path, arcname=path.lstrip("/"), recursive=False)
 
 
+def _site_packages(binary: Path) -> str:
+    """Where the interpreter itself, outside any venv, looks for packages: `site-packages`
+    under its prefix for a plain build, `/usr/local/lib/python3.X/dist-packages` for Debian's
+    (whose stdlib folder holds no `site-packages` on its path)."""
+    out = subprocess.run(
+        [str(binary), "-I", "-c", "import site; print(site.getsitepackages()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.strip()
+
+
 def build(client: Any) -> str:
-    if has_image(client, PY_IMAGE):
-        return PY_IMAGE
-    binary = Path(os.path.realpath(sys._base_executable))  # type: ignore[attr-defined]
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    dynload = stdlib / "lib-dynload"
     import hypothesis
     import sortedcontainers  # type: ignore[import-untyped]
+
+    binary = Path(os.path.realpath(sys._base_executable))  # type: ignore[attr-defined]
+    # The tag names what the image is made of: an image left by another interpreter (or
+    # another Hypothesis) on this machine is never taken for this one.
+    made_of = f"{binary} {sys.version} {hypothesis.__version__} {sortedcontainers.__version__}"
+    image = f"{PY_REPOSITORY}:test-{hashlib.sha256(made_of.encode()).hexdigest()[:12]}"
+    if has_image(client, image):
+        return image
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    dynload = stdlib / "lib-dynload"
 
     extensions = list(dynload.glob("*.so")) if dynload.is_dir() else []
     native = list(Path(hypothesis.__file__ or "").parent.rglob("*.so"))
@@ -74,7 +93,7 @@ def build(client: Any) -> str:
             arcname=str(stdlib).lstrip("/"),
             filter=lambda m: None if set(Path(m.name).parts) & skip else m,
         )
-        site = str(stdlib / "site-packages").lstrip("/")
+        site = _site_packages(binary).lstrip("/")
         for package in (hypothesis, sortedcontainers):
             folder = Path(package.__file__ or "").parent
             tar.add(
@@ -89,7 +108,7 @@ def build(client: Any) -> str:
         link = tarfile.TarInfo("usr/bin/python3")
         link.type, link.linkname = tarfile.SYMTYPE, str(binary)
         tar.addfile(link)
-    repository, _, tag = PY_IMAGE.rpartition(":")
+    repository, _, tag = image.rpartition(":")
     client.api.import_image_from_data(
         buffer.getvalue(),
         repository=repository,
@@ -100,4 +119,4 @@ def build(client: Any) -> str:
             "ENV LD_LIBRARY_PATH=" + ":".join(sorted({str(Path(p).parent) for p in libraries})),
         ],
     )
-    return PY_IMAGE
+    return image
