@@ -163,6 +163,7 @@ def build_worker(
             control.notify_vanished,
             control.pool_claim,
             file_activities.import_workspace_changes,
+            file_activities.project_is_live,
             file_activities.refresh_project_stats,
             file_activities.publish_file_changes,
             file_activities.prune_versions,

@@ -35,6 +35,12 @@ class FileActivities:
         report = await self._fs.sync_from_workspace(UUID(data.project_id), data.paths)
         return WorkspaceImportOutput(report.imported, report.deleted, report.skipped)
 
+    @activity.defn(name="project_is_live")
+    async def project_is_live(self, data: ProjectRef) -> bool:
+        """The project exists and is not being deleted."""
+        async with self._pool.acquire() as conn:
+            return await projects.is_live(conn, UUID(data.project_id))
+
     @activity.defn(name="refresh_project_stats")
     async def refresh_project_stats(self, data: ProjectRef) -> ProjectStats:
         """Keep `metadata.files` of the project current (count, bytes, languages)."""

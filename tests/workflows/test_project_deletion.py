@@ -27,6 +27,7 @@ from tests.conftest import Server, api_client, serving
 from tests.containers import conftest as containers
 from tests.support import Account, assert_error, create_project, register, wait_until
 from vaporform.config import Config
+from vaporform.temporal_setup import signal_files_changed
 from workflows.containers.names import container_name, container_workflow_id
 from workflows.files.contract import RetentionInput, versioning_workflow_id
 from workflows.files.versioning import RetentionWorkflow
@@ -266,3 +267,31 @@ async def test_deleting_again_finds_nothing_left(
     third = await _deletion_result(temporal_client, pid)
     assert third.purged is False
     assert await _project_rows(container_config.database_url, pid) == {"projects": 0, "files": 0}
+
+
+async def test_a_late_file_change_does_not_keep_a_deleted_project_versioning(
+    http: httpx.AsyncClient, temporal_client: Client, container_config: Config
+) -> None:
+    """A change announced just before the DELETE committed can signal-with-start
+    `versioning-<pid>` after the deletion ended it: that run ends at its first batch, having
+    imported and counted nothing, instead of idling for ten minutes on a project that is gone."""
+    owner = await register(http, "owner")
+    pid = (await create_project(http, owner))["id"]
+    await _put(http, owner, pid, "a.txt", "soon gone\n")
+    assert (await http.delete(f"/api/v1/projects/{pid}", headers=owner.headers)).status_code == 202
+    assert (await _deletion_result(temporal_client, pid)).purged
+
+    await signal_files_changed(
+        temporal_client, container_config.task_queue, pid, ["a.txt"], "workspace"
+    )
+    handle = temporal_client.get_workflow_handle(versioning_workflow_id(pid))
+    assert await asyncio.wait_for(handle.result(), timeout=30) is None
+    activities = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        async for event in handle.fetch_history_events()
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert activities == ["project_is_live"]
+    assert await _project_rows(container_config.database_url, pid) == {"projects": 0, "files": 0}
+    workspace = workspace_dir(container_config.data_dir, uuid.UUID(pid))
+    assert not workspace.exists()

@@ -25,6 +25,9 @@ from workflows.shared import DB_RETRY
 
 # Past this many distinct paths a batch rescans the whole workspace instead.
 MAX_TRACKED_PATHS = 1000
+# Histories recorded before a batch first asked whether its project still exists replay
+# without that activity (tests/workflows/test_replay.py).
+LIVENESS_PATCH = "versioning-ends-for-a-deleted-project"
 
 
 @workflow.defn(name="Versioning")
@@ -78,6 +81,13 @@ class VersioningWorkflow:
             await self._debounce()
             paths, origins, overflow = sorted(self._paths), set(self._origins), self._overflow
             self._paths, self._origins, self._overflow = set(), set(), False
+            if workflow.patched(LIVENESS_PATCH) and not await self._project_is_live(
+                state.project_id
+            ):
+                # ProjectDeletion ends this workflow, but a change announced just before the
+                # DELETE committed can start it again afterwards: a deleted project's batch
+                # would import into, and count the files of, a project that is going away.
+                return
             await self._handle(state.project_id, paths, origins, overflow)
             batches += 1
             if (
@@ -93,6 +103,16 @@ class VersioningWorkflow:
                         batches=0,
                     )
                 )
+
+    async def _project_is_live(self, project_id: str) -> bool:
+        live: bool = await workflow.execute_activity(
+            "project_is_live",
+            ProjectRef(project_id),
+            result_type=bool,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_RETRY,
+        )
+        return live
 
     async def _handle(
         self, project_id: str, paths: list[str], origins: set[str], overflow: bool
