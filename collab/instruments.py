@@ -10,8 +10,14 @@ from vaporform import metrics
 
 INVALID = "invalid"  # a frame that is not a valid envelope
 
-HANDLED = {kind.value: metrics.COLLAB_HANDLED.labels(kind.value) for kind in ClientType}
-HANDLED[INVALID] = metrics.COLLAB_HANDLED.labels(INVALID)
+HANDLED = {
+    kind: metrics.observations(metrics.COLLAB_HANDLED.labels(kind))
+    for kind in [*(kind.value for kind in ClientType), INVALID]
+}
+COMMIT_DURATION = metrics.observations(metrics.COMMIT_DURATION)
+COMMIT_BATCH = metrics.observations(metrics.COMMIT_BATCH)
+OPS_COMMITTED = metrics.tally(metrics.OPS_COMMITTED)
+COMMITS_AHEAD = metrics.tally(metrics.COMMITS_AHEAD)
 SENT = {kind: metrics.tally(metrics.COLLAB_SENT.labels(kind.value)) for kind in ServerType}
 STALE_REVISION = metrics.COLLAB_RESYNCS.labels("stale_revision")
 SEND_QUEUE_OVERFLOW = metrics.COLLAB_RESYNCS.labels("send_queue_overflow")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import asyncpg
 from opentelemetry import trace
 
-from collab import ot
+from collab import instruments, ot
 from collab.document import LiveDocument
 from collab.errors import CollabError
 from collab.group import GroupCommit
@@ -207,7 +207,7 @@ class Committer:
             doc.id, prepared.rows, token=token, after=after.token if after else None
         )
         if after is not None:
-            metrics.COMMITS_AHEAD.inc()
+            instruments.COMMITS_AHEAD.inc()
         return _Flight(batch, prepared, token, written, after is not None, span, began)
 
     async def _land(self, flight: _Flight) -> bool | None:
@@ -228,8 +228,8 @@ class Committer:
             self._failed(flight.batch, flight.span, exc)
             return False
         flight.span.end()
-        metrics.COMMIT_DURATION.observe(time.perf_counter() - flight.began)
-        metrics.COMMIT_BATCH.observe(len(flight.batch))
+        instruments.COMMIT_DURATION.observe(time.perf_counter() - flight.began)
+        instruments.COMMIT_BATCH.observe(len(flight.batch))
         return written
 
     async def _recall(self, flights: Sequence[_Flight]) -> None:
@@ -266,7 +266,7 @@ class Committer:
         self.doc.advance(rows, result=(prepared.text, prepared.units))
         for sub, row in zip(prepared.accepted, rows, strict=True):
             succeed(sub, Outcome(row.revision, row.op))
-        metrics.OPS_COMMITTED.inc(len(rows))
+        instruments.OPS_COMMITTED.inc(len(rows))
         self._unpublished.extend(rows)
         if self._follower is None or self._follower.done():
             self._follower = self._loop.create_task(self._follow_up())

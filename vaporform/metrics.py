@@ -16,6 +16,7 @@ and is off when that is unset (docs/observability.md).
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import os
 from typing import Protocol
@@ -296,9 +297,41 @@ class Tally:
             self._series.inc(pending)
 
 
+class Observations:
+    """Observations of one histogram series, kept as Tally keeps increments: a count per
+    bucket and the sum, added to the series in one go by `flush_tallies()`. An observation
+    there writes two values (the sum and its bucket), each under a lock and in multiprocess
+    mode to shared memory; every collaboration message and every commit makes one."""
+
+    __slots__ = ("_bounds", "_counts", "_series", "_sum")
+
+    def __init__(self, series: Histogram) -> None:
+        self._series = series
+        self._bounds = list(series._upper_bounds)  # ends with +Inf: every value has a bucket
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        # As Histogram.observe: the first bucket whose bound is >= amount.
+        self._counts[bisect.bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def flush(self) -> None:
+        counts = self._counts
+        if not any(counts):
+            return
+        self._counts = [0] * len(self._bounds)
+        total, self._sum = self._sum, 0.0
+        # Histogram.observe's own two writes, once per flush instead of once per value.
+        self._series._sum.inc(total)
+        for value, count in zip(self._series._buckets, counts, strict=True):
+            if count:
+                value.inc(count)
+
+
 # Keyed by the series itself (hashed by identity), which the dict keeps alive: an id could be
 # reused by another object once its series were gone.
-_tallies: dict[Counter, Tally] = {}
+_tallies: dict[Counter | Histogram, Tally | Observations] = {}
 
 
 def tally(series: Counter) -> Tally:
@@ -306,6 +339,17 @@ def tally(series: Counter) -> Tally:
     found = _tallies.get(series)
     if found is None:
         found = _tallies[series] = Tally(series)
+    assert isinstance(found, Tally)
+    return found
+
+
+def observations(series: Histogram) -> Observations:
+    """The tally of a histogram series (`HISTOGRAM` or `HISTOGRAM.labels(...)`), one per
+    series."""
+    found = _tallies.get(series)
+    if found is None:
+        found = _tallies[series] = Observations(series)
+    assert isinstance(found, Observations)
     return found
 
 

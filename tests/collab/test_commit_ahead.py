@@ -33,12 +33,14 @@ from tests.collab.test_group_commit import (
 )
 from tests.collab.test_submit import random_edit
 from tests.support import wait_until
+from vaporform import metrics
 
 # One op a batch, so that concurrent submitters always leave a batch to send ahead.
 AHEAD = replace(CollabSettings(), max_batch=1)
 
 
 def counted(name: str) -> float:
+    metrics.flush_tallies()  # the loop's tallies, as a scrape adds them up
     return REGISTRY.get_sample_value(name) or 0.0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.collab.conftest import WSClient
@@ -257,3 +257,36 @@ def test_a_tally_reaches_its_counter_when_flushed() -> None:
     assert sent() == before
     metrics.flush_tallies()
     assert sent() == before + 8
+
+
+def test_observations_reach_their_histogram_when_flushed() -> None:
+    """Tallied observations land in the same buckets, count and sum as Histogram.observe
+    puts them (bucket bounds included: a value on a bound is in that bucket)."""
+    direct = Histogram(
+        "vf_test_direct_seconds", "direct", buckets=(0.001, 0.01, 0.1), registry=None
+    )
+    tallied = Histogram(
+        "vf_test_tallied_seconds", "tallied", buckets=(0.001, 0.01, 0.1), registry=None
+    )
+    found = metrics.observations(tallied)
+    assert metrics.observations(tallied) is found
+    values = [0.0, 0.0005, 0.001, 0.002, 0.01, 0.05, 0.1, 0.3, 7.0]
+
+    def samples(histogram: Histogram) -> dict[tuple[str, str], float]:
+        return {
+            (s.name.rpartition("_seconds")[2], s.labels.get("le", "")): s.value
+            for metric in histogram.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    for value in values:
+        direct.observe(value)
+        found.observe(value)
+    assert samples(tallied)[("_count", "")] == 0
+    metrics.flush_tallies()
+    assert samples(tallied) == samples(direct)
+    assert samples(tallied)[("_bucket", "0.001")] == 3
+    assert samples(tallied)[("_count", "")] == len(values)
+    metrics.flush_tallies()  # nothing new: nothing added twice
+    assert samples(tallied) == samples(direct)
