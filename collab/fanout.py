@@ -190,6 +190,7 @@ class Fanout:
         self._dirty: dict[int, Outbox] = {}
         self._scheduled: asyncio.Handle | None = None
         self._last = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None  # cached: see Outbox.__init__
         self.flushes = 0
         # Every open connection's outbox, for the queue depth metric (collab/hub.py).
         self.outboxes: weakref.WeakSet[Outbox] = weakref.WeakSet()
@@ -201,7 +202,9 @@ class Fanout:
     def mark(self, outbox: Outbox) -> None:
         self._dirty[id(outbox)] = outbox
         if self._scheduled is None:
-            loop = asyncio.get_running_loop()
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
             wait = self._last + self.tick_s - time.monotonic()
             if wait > 0:
                 self._scheduled = loop.call_later(wait, self.flush)
