@@ -135,10 +135,13 @@ def create_app(config: Config) -> Quart:
         metrics.track_pool("api", pool)
 
         async def signal(project_id: str, paths: list[str], origin: str) -> None:
-            # A project being deleted is not signalled: the signal-with-start would bring back
+            # A project being deleted is not signalled: the signal-with-start would start again
             # the versioning workflow that ProjectDeletion ends, and the announcer holds a
             # project's changes for up to a second (sockets the deletion closes also save their
-            # files). Hiding commits before that workflow starts (store/outbox.py).
+            # files). Hiding commits before that workflow starts (store/outbox.py). A signal
+            # sent just before the hiding commits still gets through; that run of the workflow
+            # ends at its first batch (workflows/files/versioning.py), so this check only spares
+            # Temporal the short run.
             async with pool.acquire() as conn:
                 if not await projects.is_live(conn, uuid.UUID(project_id)):
                     return
