@@ -12,7 +12,7 @@ INVALID = "invalid"  # a frame that is not a valid envelope
 
 HANDLED = {
     kind: metrics.observations(metrics.COLLAB_HANDLED.labels(kind))
-    for kind in [*(kind.value for kind in ClientType), INVALID]
+    for kind in [*(client.value for client in ClientType), INVALID]
 }
 COMMIT_DURATION = metrics.observations(metrics.COMMIT_DURATION)
 COMMIT_BATCH = metrics.observations(metrics.COMMIT_BATCH)
